@@ -1,0 +1,133 @@
+"""Images in and out: Pillow files <-> float32 HWC arrays in [0, 1].
+
+Colour rule for inputs (applied after EXIF orientation):
+  * RGB as is; L, 1 and P are expanded to RGB (P through its palette);
+  * any alpha (RGBA, LA, P with transparency) is composited on white;
+  * CMYK goes through Pillow's CMYK->RGB conversion;
+  * 16-bit greyscale (I;16*, I) is scaled to 8 bits by value / 257, rounded;
+    32-bit float (F) is clipped to [0, 255] as Pillow does.
+Resizing happens on the 8-bit RGB image with Lanczos, exactly as the seed does it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jaxart.cli import InputError
+from jaxart.files import atomic_path, check_output_path
+
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Opens any image Pillow reads as a fully loaded 8-bit RGB image (see module rule).
+
+    Raises InputError for a missing file, a folder, a non-image, a truncated
+    image or a decompression bomb (over Pillow's MAX_IMAGE_PIXELS).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image {str(path)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"image {str(path)!r} is a directory, expected an image file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; a bomb is a bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS} pixels "
+            "(refused as a possible decompression bomb)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{str(path)!r} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"image {str(path)!r} is damaged or truncated ({e})") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any Pillow mode to 8-bit RGB by the module's colour rule."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.round(np.clip(values, 0, 65535) / 257.0).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """8-bit RGB Pillow image -> float32 (H, W, 3) in [0, 1] (as torchvision's ToTensor)."""
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def resize_longest(image: Image.Image, max_size: int) -> Image.Image:
+    """Scales so the longest side is `max_size` (up or down), as the seed's load_image does."""
+    scale = max_size / max(image.size)
+    size = (np.array(image.size) * scale).astype(int)
+    return image.resize(tuple(int(s) for s in np.maximum(size, 1)), Image.LANCZOS)
+
+
+def load_image(
+    path: str | os.PathLike, max_size: int | None = None, shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Reads an image as float32 (H, W, 3) in [0, 1], resized like the seed's load_image.
+
+    Args:
+      max_size: scale so the longest side has this many pixels.
+      shape: resize to exactly (height, width) afterwards.
+    """
+    image = open_rgb(path)
+    if max_size:
+        image = resize_longest(image, max_size)
+    if shape:
+        image = image.resize((shape[1], shape[0]), Image.LANCZOS)
+    return to_array(image)
+
+
+def check_image_output(path: str | os.PathLike) -> Path:
+    """Validates an image output path (folder exists, known extension) before any work."""
+    return check_output_path(path, tuple(OUTPUT_FORMATS))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8, rounding to nearest (clamped first)."""
+    return np.round(np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Writes a float (H, W, 3) or (H, W) image in [0, 1] atomically; format from the extension."""
+    path = check_image_output(path)
+    pil = Image.fromarray(to_uint8(image))
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format=fmt, **options)
+    return path
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tiles (N, H, W) or (N, H, W, C) images into one (rows*H', cols*W'[, C]) picture."""
+    images = np.asarray(images)
+    n, h, w = images.shape[:3]
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    tail = images.shape[3:]
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, *tail), pad_value, images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        grid[top : top + h, left : left + w] = image
+    return grid
