@@ -1,0 +1,229 @@
+"""The seed's GAN training step as pure functions of (state, batch, key).
+
+Step i draws its noise from `fold_in(key, i)` with `key` the run's training
+key, so the state alone says where a run is: resuming from a checkpoint
+continues with exactly the noise and batches the uninterrupted run would use.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxart.gan.config import GANConfig
+from jaxart.gan.models import IMAGE_SHAPE, make_models
+
+Params = Any
+Collections = dict[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+@struct.dataclass
+class GANState:
+    """Everything a run carries from step to step (a pytree; `config` is static)."""
+
+    step: jax.Array  # int32 (): steps taken so far
+    g_params: Params
+    d_params: Params
+    g_opt_state: optax.OptState
+    d_opt_state: optax.OptState
+    # Collections besides 'params' (e.g. batch_stats); empty for the MLP.
+    g_collections: Collections
+    d_collections: Collections
+    config: GANConfig = struct.field(pytree_node=False)
+
+
+class RunKeys(NamedTuple):
+    """Independent PRNG keys of one run, all from its seed."""
+
+    init: jax.Array  # parameters
+    data: jax.Array  # epoch e's order: fold_in(data, e)
+    train: jax.Array  # step i's noise: fold_in(train, i)
+    preview: jax.Array  # the fixed latent batch of the per-epoch sample grids
+
+
+def run_keys(seed: int) -> RunKeys:
+    return RunKeys(*jax.random.split(jax.random.key(seed), 4))
+
+
+def optimizer(config: GANConfig) -> optax.GradientTransformation:
+    """The seed's torch.optim.Adam(lr): same update, eps added outside the square root."""
+    return optax.adam(config.lr)
+
+
+def init_state(key: jax.Array, config: GANConfig) -> GANState:
+    """Fresh parameters and optimiser states at step 0."""
+    generator, discriminator = make_models(config)
+    g_key, d_key = jax.random.split(key)
+    g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), train=False)
+    d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), train=False)
+    g_params, g_collections = _split(g_vars)
+    d_params, d_collections = _split(d_vars)
+    tx = optimizer(config)
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=tx.init(g_params),
+        d_opt_state=tx.init(d_params),
+        g_collections=g_collections,
+        d_collections=d_collections,
+        config=config,
+    )
+
+
+def _split(variables: Collections) -> tuple[Params, Collections]:
+    variables = dict(variables)
+    return variables.pop("params"), variables
+
+
+def _apply(
+    module: nn.Module, params: Params, collections: Collections, x: jax.Array, train: bool = True
+) -> tuple[jax.Array, Collections]:
+    """module(x) -> (output, updated collections); only a training pass mutates them."""
+    variables = {"params": params, **collections}
+    if train and collections:
+        y, updates = module.apply(variables, x, train=True, mutable=list(collections))
+        return y, {**collections, **updates}
+    return module.apply(variables, x, train=train), collections
+
+
+def to_unit(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [0, 1] as ToTensor does; float images pass through."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0
+    return images.astype(jnp.float32)
+
+
+def sample_latent(key: jax.Array, n: int, latent_dim: int) -> jax.Array:
+    """Standard normal noise (n, latent_dim), as the seed's torch.randn."""
+    return jax.random.normal(key, (n, latent_dim))
+
+
+def discriminator_loss(
+    d_params: Params, d_collections: Collections, real: jax.Array, fake: jax.Array, config: GANConfig
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Collections]]:
+    """BCE(D(real), 1) + BCE(D(fake), 0) -> (loss, (mean D(real), mean D(fake), collections)).
+
+    real, fake: (B, 28, 28) in [0, 1].
+    """
+    _, discriminator = make_models(config)
+    real_logits, d_collections = _apply(discriminator, d_params, d_collections, real)
+    fake_logits, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    loss = (
+        optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)).mean()
+        + optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)).mean()
+    )
+    return loss, (nn.sigmoid(real_logits).mean(), nn.sigmoid(fake_logits).mean(), d_collections)
+
+
+def generator_loss(
+    fake: jax.Array, d_params: Params, d_collections: Collections, config: GANConfig
+) -> tuple[jax.Array, Collections]:
+    """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real."""
+    _, discriminator = make_models(config)
+    logits, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits)).mean(), d_collections
+
+
+def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
+    """One step of the seed, unjitted: the unit `train_step` and `train_steps` compile."""
+    config = state.config
+    generator, _ = make_models(config)
+    tx = optimizer(config)
+    real = to_unit(batch)
+    z = sample_latent(jax.random.fold_in(key, state.step), real.shape[0], config.latent_dim)
+
+    # One generator pass serves both updates, as in the seed: D sees the fakes
+    # as constants, and G's gradient is pulled back through this same pass.
+    fake, pullback, g_collections = jax.vjp(
+        lambda p: _apply(generator, p, state.g_collections, z), state.g_params, has_aux=True
+    )
+
+    (d_loss, (d_real, d_fake, d_collections)), d_grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
+        state.d_params, state.d_collections, real, fake, config
+    )
+    d_updates, d_opt_state = tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    # G is judged by the D just updated, on the same fakes.
+    (g_loss, d_collections), fake_grad = jax.value_and_grad(generator_loss, has_aux=True)(
+        fake, d_params, d_collections, config
+    )
+    (g_grads,) = pullback(fake_grad)
+    g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    new_state = state.replace(
+        step=state.step + 1,
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=g_opt_state,
+        d_opt_state=d_opt_state,
+        g_collections=g_collections,
+        d_collections=d_collections,
+    )
+    return new_state, {"d_loss": d_loss, "g_loss": g_loss, "d_x": d_real, "d_g_z": d_fake}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
+    """One seed step, jit-compiled, donating `state`.
+
+    Args:
+      state: the run's state at step i.
+      batch: real images (B, 28, 28), uint8 in [0, 255] or float in [0, 1].
+      key: the run's training key; step i uses fold_in(key, i).
+    Returns:
+      (state at step i + 1, metrics): d_loss, g_loss, d_x = mean D(x) and
+      d_g_z = mean D(G(z)) (before D's update, as the seed prints them).
+    """
+    return step(state, batch, key)
+
+
+@functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
+def train_steps(
+    state: GANState, images: jax.Array, order: jax.Array, start: jax.Array, key: jax.Array, length: int
+) -> tuple[GANState, Metrics]:
+    """`length` steps in one compiled call, gathering batches on the device.
+
+    Step j uses images[order[(start + j) * B : (start + j + 1) * B]].
+
+    Args:
+      images: the whole data set (N, 28, 28), uint8, on the device.
+      order: (M,) int32 image indices of one epoch, M a multiple of B.
+      start: index of the first batch within `order`.
+    Returns:
+      (state, metrics), each metric stacked to shape (length,).
+    """
+    batch_size = state.config.batch_size
+
+    def body(state, j):
+        indices = jax.lax.dynamic_slice_in_dim(order, (start + j) * batch_size, batch_size)
+        return step(state, images[indices], key)
+
+    return jax.lax.scan(body, state, jnp.arange(length))
+
+
+@functools.partial(jax.jit, static_argnames=("n", "config"))
+def sample(
+    g_params: Params,
+    key: jax.Array,
+    n: int,
+    config: GANConfig = GANConfig(),
+    g_collections: Collections | None = None,
+) -> jax.Array:
+    """n generated images (n, 28, 28), float32 in [0, 1].
+
+    config: the run's configuration (architecture and latent size).
+    g_collections: the generator's non-parameter collections, if it has any.
+    """
+    generator, _ = make_models(config)
+    z = sample_latent(key, n, config.latent_dim)
+    return _apply(generator, g_params, g_collections or {}, z, train=False)[0]

@@ -1,0 +1,82 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxart import vgg
+
+CHECKED = ("conv3_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def torch_features(model, images_nhwc: np.ndarray, layers) -> dict[str, np.ndarray]:
+    """Runs torchvision's features layer by layer, copying outputs (its ReLUs are in place)."""
+    wanted = {vgg.TORCH_INDEX[name]: name for name in layers}
+    x = torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy())
+    out = {}
+    with torch.no_grad():
+        for index, layer in enumerate(model.features):
+            x = layer(x)
+            if index in wanted:
+                out[wanted[index]] = x.clone().numpy().transpose(0, 2, 3, 1)
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (67, 45)])
+def test_features_match_torchvision(torch_vgg19, vgg_params, rng, height, width):
+    images = rng.standard_normal((2, height, width, 3)).astype(np.float32)
+    expected = torch_features(torch_vgg19, images, CHECKED)
+    got = vgg.features(vgg_params, jnp.asarray(images), CHECKED)
+    for name in CHECKED:
+        assert got[name].shape == expected[name].shape, name
+        # Relative to the layer's largest magnitude: ReLU zeros make per-element ratios meaningless.
+        err = np.max(np.abs(np.asarray(got[name]) - expected[name])) / np.max(np.abs(expected[name]))
+        assert err <= 1e-5, f"{name}: max relative error {err:.2e}"
+
+
+def test_nothing_past_the_deepest_layer_is_computed(vgg_params):
+    images = jnp.zeros((1, 32, 32, 3))
+    jaxpr = str(jax.make_jaxpr(lambda x: vgg.features(vgg_params, x, ("relu5_1",)))(images))
+    # Up to relu5_1 there are 13 convolutions; conv5_2..conv5_4 must not appear.
+    assert jaxpr.count("conv_general_dilated") == 13
+    jaxpr = str(jax.make_jaxpr(lambda x: vgg.features(vgg_params, x, ("relu1_1",)))(images))
+    assert jaxpr.count("conv_general_dilated") == 1
+
+
+def test_layer_names_and_torch_indices():
+    assert vgg.LAYERS[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    # The seed's selected indices '0','5','10','19','28' are conv1_1..conv5_1.
+    assert [vgg.TORCH_INDEX[f"conv{b}_1"] for b in range(1, 6)] == [0, 5, 10, 19, 28]
+    assert vgg.TORCH_INDEX["pool5"] == 36
+    assert vgg.downsampling(["relu5_1"]) == 4 and vgg.downsampling(["relu1_1"]) == 0
+    with pytest.raises(ValueError, match="unknown VGG19 layer"):
+        vgg.check_layers(["relu6_1"])
+
+
+def test_average_pooling_matches_torch_avgpool(torch_vgg19, vgg_params, rng):
+    images = rng.standard_normal((1, 35, 33, 3)).astype(np.float32)
+    model = torch.nn.Sequential(*list(torch_vgg19.features)[:10])
+    for i, layer in enumerate(model):
+        if isinstance(layer, torch.nn.MaxPool2d):
+            model[i] = torch.nn.AvgPool2d(2, 2)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
+    got = vgg.features(vgg_params, jnp.asarray(images), ("pool2",), pooling="avg")["pool2"]
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_normalize_denormalize_round_trip(rng):
+    images = jnp.asarray(rng.random((2, 5, 7, 3)), jnp.float32)
+    normed = vgg.normalize(images)
+    np.testing.assert_allclose(np.asarray(vgg.denormalize(normed)), np.asarray(images), atol=1e-6)
+    # Against the definition in float64.
+    x = np.asarray(images, np.float64)
+    ref = (x - np.array(vgg.IMAGENET_MEAN)) / np.array(vgg.IMAGENET_STD)
+    np.testing.assert_allclose(np.asarray(normed), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_init_params_match_torchvision_shapes(vgg_params):
+    random = vgg.init_params(jax.random.key(1))
+    assert jax.tree.map(np.shape, random) == jax.tree.map(np.shape, vgg_params)
