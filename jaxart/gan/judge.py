@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,10 @@ _FORMAT = "jaxart-judge-1"
 
 Params = Any
 Log = Callable[[str], None]
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +152,7 @@ def check_labels(dataset: data.Dataset, what: str) -> None:
         raise InputError(f"{what} must hold images labelled 0..{NUM_CLASSES - 1}")
 
 
-def train_params(train: data.Dataset, config: JudgeConfig, log: Log = print) -> Params:
+def train_params(train: data.Dataset, config: JudgeConfig, log: Log = log_stderr) -> Params:
     """Trains a classifier on `train` with Adam(W) and a one-cycle cosine schedule, deterministically.
 
     Each epoch visits a fresh permutation in full batches (the remainder is dropped, so the
@@ -216,11 +221,18 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) and meta.get("format") == _FORMAT else None
 
 
+def check_replaceable(folder: Path) -> None:
+    """Raises InputError unless `folder` is absent, empty or a judge cache: never replace other files."""
+    if folder.exists() and read_meta(folder) is None and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(f"{str(folder)!r} exists and is not a judge cache; refusing to replace it")
+
+
 def save_judge(folder: str | os.PathLike, judge: Judge) -> Path:
     """Writes `judge` as an orbax checkpoint plus judge.json into `folder`, replacing it whole."""
     import orbax.checkpoint as ocp  # deferred: only caching needs orbax
 
     folder = Path(folder).expanduser().resolve()
+    check_replaceable(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -251,12 +263,15 @@ def load_judge(folder: str | os.PathLike) -> Judge:
     if set(recorded) != config_fields:
         raise InputError(f"judge cache {str(folder)!r} records a config of another jaxart version")
     config = JudgeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
-    target = jax.eval_shape(make_model(config).init, jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)))["params"]
+    dummy = jnp.zeros((1, *IMAGE_SHAPE))
+    target = jax.eval_shape(make_model(config).init, jax.random.key(0), dummy)["params"]
     try:
         with ocp.StandardCheckpointer() as ckptr:
             params = ckptr.restore(folder / _PARAMS_DIR, target)
     except Exception as e:  # orbax raises a variety of errors on damaged checkpoints
-        raise InputError(f"judge cache {str(folder)!r} is unreadable ({str(e)[:160]}); delete it to retrain") from None
+        raise InputError(
+            f"judge cache {str(folder)!r} is unreadable ({str(e)[:160]}); delete it to retrain"
+        ) from None
     return Judge(config, params, meta)
 
 
@@ -265,6 +280,7 @@ def train_judge(source: str, train: data.Dataset, test: data.Dataset, config: Ju
     start = time.perf_counter()
     params = train_params(train, config, log)
     check_labels(test, "the test set")
+    seconds = time.perf_counter() - start
     meta = {
         "format": _FORMAT,
         "dataset": source,
@@ -274,22 +290,11 @@ def train_judge(source: str, train: data.Dataset, test: data.Dataset, config: Ju
         "test_size": len(test.labels),
         "config": _config_json(config),
         "num_params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "versions": {"jax": jax.__version__, "flax": _flax_version()},
+        "train_seconds": round(seconds, 1),
+        "versions": {"jax": jax.__version__, "flax": flax.__version__},
+        "test_accuracy": Judge(config, params, {}).accuracy(test),
     }
-    judge = Judge(config, params, meta)
-    meta["test_accuracy"] = judge.accuracy(test)
-    return judge
-
-
-def _flax_version() -> str:
-    import flax
-
-    return flax.__version__
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    return Judge(config, params, meta)
 
 
 def load_or_train_judge(
@@ -297,7 +302,7 @@ def load_or_train_judge(
     config: JudgeConfig = JudgeConfig(),
     cache_dir: str | os.PathLike | None = None,
     retrain: bool = False,
-    log: Log = _stderr,
+    log: Log = log_stderr,
 ) -> Judge:
     """The judge for a data source: from its cache when the training data's checksum and the
     config match, else trained (a few minutes on CPU), cached and announced through `log`.
@@ -314,17 +319,18 @@ def load_or_train_judge(
     if meta is None:
         reason = f"no judge cached in {folder}"
     elif meta.get("train_checksum") != checksum:
-        reason = f"the judge in {folder} was trained on other data (checksum {meta.get('train_checksum', '?')[:12]}, data {checksum[:12]})"
+        recorded = str(meta.get("train_checksum"))[:12]
+        reason = f"the judge in {folder} was trained on other data ({recorded}, not {checksum[:12]})"
     elif meta.get("config") != _config_json(config):
         reason = f"the judge in {folder} was trained with another config"
     elif retrain:
         reason = "retraining was asked for"
     else:
         return load_judge(folder)
+    check_replaceable(folder)  # before minutes of training, not after
     log(f"training a {source} judge: {reason}")
     judge = train_judge(source, train, data.load(source, "test"), config, log)
-    if not folder.parent.is_dir():
-        folder.parent.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     save_judge(folder, judge)
     log(f"judge test accuracy {judge.test_accuracy:.2%}, cached in {folder}")
     return judge

@@ -26,7 +26,7 @@ Metrics = dict[str, jax.Array]
 
 @struct.dataclass
 class GANState:
-    """Everything a run carries from step to step (a pytree; `config` is static)."""
+    """Everything a run carries from step to step (a pytree; `config` is static: `GANConfig.fixed_only`)."""
 
     step: jax.Array  # int32 (): steps taken so far
     g_params: Params
@@ -74,7 +74,7 @@ def init_state(key: jax.Array, config: GANConfig) -> GANState:
         d_opt_state=tx.init(d_params),
         g_collections=g_collections,
         d_collections=d_collections,
-        config=config,
+        config=config.fixed_only(),
     )
 
 

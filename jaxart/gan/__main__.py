@@ -1,0 +1,77 @@
+"""python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE
+
+With no subcommand, `train` runs: `python -m jaxart.gan` alone trains the
+seed's GAN on MNIST into runs/gan-mnist (and resumes it when run again).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from jaxart import cli
+from jaxart.files import atomic_path, check_output_path
+from jaxart.gan import config as config_lib
+from jaxart.gan.checkpoint import load_latest
+from jaxart.gan.loop import train
+from jaxart.gan.models import MODELS
+from jaxart.gan.train import sample
+from jaxart.images import make_grid, save_image
+
+SAMPLE_SUFFIXES = (".npy", ".png")
+
+
+def parser() -> cli.ArgumentParser:
+    top = cli.ArgumentParser(
+        prog="python -m jaxart.gan",
+        description="The seed's MNIST GAN in JAX. With no subcommand, 'train' runs with the options given.",
+    )
+    commands = top.add_subparsers(dest="command", required=True, parser_class=cli.ArgumentParser)
+    train = commands.add_parser(
+        "train",
+        help="train (or resume) a GAN in --workdir; the default",
+        description="Trains the seed's MNIST GAN, resuming from the latest checkpoint in --workdir.",
+    )
+    config_lib.add_arguments(train, choices={"model": list(MODELS)})
+    sample = commands.add_parser(
+        "sample",
+        help="write generated images from the latest checkpoint",
+        description="Writes N generated images from the latest checkpoint in --workdir: "
+        ".npy (float32, (N, 28, 28), values in [0, 1]) or a .png grid.",
+    )
+    sample.add_argument("--workdir", default=config_lib.GANConfig.workdir, help="a training run's folder")
+    sample.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
+    sample.add_argument("--out", required=True, help="output file, .npy or .png")
+    sample.add_argument("--seed", type=config_lib.non_negative_int, default=0, help="seed of the latent noise")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "train")
+    args = parser().parse_args(argv)
+    if args.command == "train":
+        train(config_lib.from_args(args))
+    else:
+        write_samples(args.workdir, args.num, args.out, args.seed)
+    return 0
+
+
+def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
+    """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid)."""
+    path = check_output_path(out, SAMPLE_SUFFIXES)
+    state = load_latest(workdir)
+    images = np.asarray(sample(state.g_params, jax.random.key(seed), num, state.config, state.g_collections))
+    if path.suffix.lower() == ".npy":
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.save(f, images.astype(np.float32))
+    else:
+        save_image(path, make_grid(images))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,234 @@
+"""GAN evaluation: a judge's view of generated samples against the test set, as numbers and a PNG.
+
+`evaluate_samples` turns images into a flat dict of metrics (see `jaxart.gan.metrics`);
+`evaluate_generator` draws the samples from a generator, appends the record to
+`<workdir>/eval.jsonl` (one JSON object a line, so `train --eval-every` accumulates the
+metrics over training in the same file) and draws `<workdir>/eval.png`: a sample grid beside
+the histogram of predicted classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxart import data
+from jaxart.cli import InputError
+from jaxart.files import atomic_write
+from jaxart.gan import metrics
+from jaxart.gan.judge import IMAGE_SHAPE, Judge, JudgeConfig, Log, load_or_train_judge, log_stderr, to_float
+from jaxart.images import make_grid
+from jaxart.plots import plt, save_figure
+
+REPORT_FILE = "eval.jsonl"
+FIGURE_FILE = "eval.png"
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
+}
+
+# (key, n) -> n images, float (n, 28, 28) or (n, 784) in [0, 1].
+SampleFn = Callable[[jax.Array, int], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How many samples, in what batches, and the metrics' settings."""
+
+    num_samples: int = 10_000
+    sample_batch_size: int = 1_000  # every call to the generator asks for this many (one compile)
+    inception_splits: int = 10
+    pr_k: int = 3  # neighbours for precision/recall; 0 skips them
+    pr_samples: int = 5_000  # precision/recall use this many of each set (cost is quadratic)
+    grid_samples: int = 100
+    seed: int = 0  # for the precision/recall subsample
+
+
+class Reference(NamedTuple):
+    """The judge's view of the real test set: features (N, H) float32 and their Gaussian fit."""
+
+    dataset: str
+    checksum: str
+    features: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+
+
+def reference_stats(judge: Judge, test: data.Dataset, dataset: str) -> Reference:
+    """Embeds the real test set, once per evaluation run (seconds on CPU for 10,000 images)."""
+    features = judge.embed(to_float(test.images)).features
+    return Reference(dataset, test.checksum(), features, *metrics.gaussian_stats(features))
+
+
+def load_judge_and_reference(
+    source: str = "mnist", judge_config: JudgeConfig = JudgeConfig(), log: Log = log_stderr
+) -> tuple[Judge, Reference]:
+    """The cached (or freshly trained) judge for `source` and its view of the test set."""
+    judge = load_or_train_judge(source, judge_config, log=log)
+    return judge, reference_stats(judge, data.load(source, "test"), source)
+
+
+def as_images(samples: Any) -> np.ndarray:
+    """Generator output (N, 28, 28), (N, 784) or (N, 28, 28, 1) -> float32 (N, 28, 28).
+
+    Raises ValueError for other shapes, non-finite values or values outside [0, 1]
+    (a generator emitting [-1, 1] is a wiring bug the metrics would silently hide).
+    """
+    images = np.asarray(samples, dtype=np.float32)
+    if images.shape[1:] not in ((math.prod(IMAGE_SHAPE),), IMAGE_SHAPE, (*IMAGE_SHAPE, 1)):
+        raise ValueError(f"expected samples (N, 28, 28) or (N, 784), got {images.shape}")
+    images = images.reshape(-1, *IMAGE_SHAPE)
+    if not np.isfinite(images).all():
+        raise ValueError("samples contain NaN or infinity")
+    if images.size and (images.min() < 0.0 or images.max() > 1.0):
+        raise ValueError(f"samples must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}]")
+    return images
+
+
+def _subsample(features: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if len(features) <= n:
+        return features
+    return features[np.sort(rng.choice(len(features), n, replace=False))]
+
+
+def evaluate_samples(
+    images: Any, judge: Judge, reference: Reference, config: EvalConfig = EvalConfig()
+) -> dict[str, Any]:
+    """Metrics of generated images against the reference (test set), as a JSON-ready dict.
+
+    Keys: num_samples; fcd (Frechet distance in the judge's penultimate features);
+    inception_score and inception_score_std (over `config.inception_splits` parts);
+    class_histogram (fraction per predicted class), kl_to_uniform (nats; log 10 = 2.30 when
+    one class takes everything), missing_classes (under half their uniform share) and
+    mode_collapse (any missing); precision and recall (k-NN, unless `config.pr_k` is 0).
+    """
+    images = as_images(images)
+    needed = max(config.inception_splits, config.pr_k + 1, 2)
+    if len(images) < needed:
+        raise InputError(f"evaluation needs at least {needed} samples, got {len(images)}")
+    embedding = judge.embed(images)
+    mu, sigma = metrics.gaussian_stats(embedding.features)
+    score, score_std = metrics.inception_score(embedding.probs, config.inception_splits)
+    coverage = metrics.class_coverage(embedding.probs)
+    result = {
+        "num_samples": len(images),
+        "fcd": metrics.frechet_distance(mu, sigma, reference.mu, reference.sigma),
+        "inception_score": score,
+        "inception_score_std": score_std,
+        "class_histogram": [round(float(h), 6) for h in coverage.histogram],
+        "kl_to_uniform": coverage.kl_to_uniform,
+        "missing_classes": coverage.missing,
+        "mode_collapse": coverage.mode_collapse,
+    }
+    if config.pr_k:
+        rng = np.random.default_rng(config.seed)
+        real = _subsample(reference.features, config.pr_samples, rng)
+        fake = _subsample(embedding.features, config.pr_samples, rng)
+        result["precision"], result["recall"] = metrics.precision_recall(real, fake, config.pr_k)
+    return result
+
+
+def sample_images(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_size: int) -> np.ndarray:
+    """Draws num_samples images in calls of exactly `batch_size` (the surplus is dropped)."""
+    calls = -(-num_samples // batch_size)
+    chunks = [as_images(sample_fn(k, batch_size)) for k in jax.random.split(key, calls)]
+    return np.concatenate(chunks)[:num_samples]
+
+
+def append_json_line(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Appends one JSON object as a line, rewriting the file atomically (readers never see half)."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    line = json.dumps(record) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_bytes(old + line.encode()))
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSON-lines report, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def save_eval_figure(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    result: Mapping[str, Any],
+    dataset: str = "mnist",
+    title: str = "",
+) -> Path:
+    """PNG: a grid of `images` (N, 28, 28) beside the predicted-class histogram of `result`."""
+    histogram = np.asarray(result["class_histogram"])
+    k = len(histogram)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    left.imshow(make_grid(images), cmap="gray", vmin=0.0, vmax=1.0)
+    left.set_axis_off()
+    left.set_title(f"{len(images)} samples")
+    colours = ["tab:red" if c in result["missing_classes"] else "tab:blue" for c in range(k)]
+    right.bar(range(k), histogram, color=colours)
+    right.axhline(1.0 / k, color="black", linestyle="--", linewidth=1, label="uniform")
+    right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1,
+                  label="missing below")
+    right.set_xticks(range(k), CLASS_NAMES.get(dataset, [str(c) for c in range(k)]),
+                     rotation=45 if dataset in CLASS_NAMES else 0)
+    for c in result["missing_classes"]:
+        right.get_xticklabels()[c].set_color("tab:red")
+    right.set_ylabel("fraction of samples")
+    missing = f", missing {result['missing_classes']}" if result["missing_classes"] else ""
+    right.set_title(f"predicted classes: KL to uniform {result['kl_to_uniform']:.3f}{missing}")
+    right.legend(loc="upper right", fontsize=8)
+    summary = f"FCD {result['fcd']:.2f}   score {result['inception_score']:.2f}"
+    if "precision" in result:
+        summary += f"   precision {result['precision']:.2f}   recall {result['recall']:.2f}"
+    fig.suptitle(f"{title}   {summary}" if title else summary)
+    return save_figure(path, fig)
+
+
+def evaluate_generator(
+    sample_fn: SampleFn,
+    key: jax.Array,
+    workdir: str | os.PathLike,
+    judge: Judge,
+    reference: Reference,
+    config: EvalConfig = EvalConfig(),
+    step: int | None = None,
+    figure: str | None = FIGURE_FILE,
+) -> dict[str, Any]:
+    """Samples a generator, measures it, appends the record to workdir/eval.jsonl and draws the PNG.
+
+    Args:
+      sample_fn: (key, n) -> n images in [0, 1], (n, 28, 28) or (n, 784); always called with
+        n = config.sample_batch_size.
+      key: PRNG key for sampling.
+      workdir: an existing folder.
+      step: the training step evaluated, recorded when given.
+      figure: the PNG's file name in workdir (None: no figure).
+
+    Returns the record written: `evaluate_samples`'s metrics plus dataset, judge_test_accuracy,
+    judge_train_checksum, reference_checksum and step (when given).
+    """
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise InputError(f"workdir {str(workdir)!r} does not exist")
+    images = sample_images(sample_fn, key, config.num_samples, config.sample_batch_size)
+    record: dict[str, Any] = {} if step is None else {"step": int(step)}
+    record.update(evaluate_samples(images, judge, reference, config))
+    record.update(
+        dataset=reference.dataset,
+        judge_test_accuracy=judge.test_accuracy,
+        judge_train_checksum=judge.train_checksum,
+        reference_checksum=reference.checksum,
+    )
+    append_json_line(workdir / REPORT_FILE, record)
+    if figure:
+        title = f"step {step}" if step is not None else ""
+        save_eval_figure(workdir / figure, images[: config.grid_samples], record, reference.dataset, title)
+    return record

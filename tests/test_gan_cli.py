@@ -1,0 +1,230 @@
+"""`python -m jaxart.gan` end to end on the MNIST fixture: outputs, exact resume (also after SIGKILL), bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxart import cli
+from jaxart.gan import GANConfig
+from jaxart.gan import __main__ as gan_main
+from jaxart.gan.checkpoint import load_latest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small"  # 2048 images: 64 steps per epoch
+RUN = ["--data", str(FIXTURE), "--epochs", "5", "--max-steps", "300", "--steps-per-call", "25"]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of `python -m jaxart.gan argv`, in this process."""
+    try:
+        status = cli.run(gan_main.main, [str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code
+    return status, capsys.readouterr().err
+
+
+def train(workdir: Path, *extra, capsys) -> None:
+    status, err = run_cli(["train", "--workdir", workdir, *RUN, *extra], capsys)
+    assert status == 0, err
+
+
+def final_params(workdir: Path):
+    state = load_latest(workdir)
+    return int(state.step), jax.tree.map(np.asarray, (state.g_params, state.d_params, state.g_opt_state, state.d_opt_state))
+
+
+def assert_same_bits(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def metric_rows(workdir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """A run of 300 steps never interrupted: (workdir, (step, params))."""
+    workdir = tmp_path_factory.mktemp("gan") / "straight"
+    status = cli.run(gan_main.main, ["train", "--workdir", str(workdir), *RUN, "--checkpoint-every", "100"])
+    assert status == 0
+    return workdir, final_params(workdir)
+
+
+def test_train_writes_checkpoints_metrics_samples_and_plot(straight):
+    workdir, (step, _) = straight
+    assert step == 300
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [100, 200, 300]
+    rows = metric_rows(workdir)
+    assert [row["step"] for row in rows] == list(range(1, 301))
+    assert rows[0]["epoch"] == 1 and rows[64]["epoch"] == 2 and rows[-1]["epoch"] == 5
+    assert set(rows[0]) == {"step", "epoch", "d_loss", "g_loss", "d_x", "d_g_z"}
+    samples = sorted(p.name for p in (workdir / "samples").iterdir())
+    assert samples == ["epoch_001.png", "epoch_002.png", "epoch_003.png", "epoch_004.png", "step_0000300.png"]
+    assert (workdir / "loss_curves.png").stat().st_size > 0
+
+
+def test_stop_and_resume_gives_the_same_bits(straight, tmp_path, capsys):
+    workdir = tmp_path / "resumed"
+    train(workdir, "--max-steps", "130", "--checkpoint-every", "50", "--steps-per-call", "1", capsys=capsys)
+    # As if killed after step 130's metrics but before its checkpoint: lines 101-130 must not repeat.
+    shutil.rmtree(workdir / "checkpoints" / "130")
+    train(workdir, "--checkpoint-every", "50", capsys=capsys)
+    assert_same_bits(final_params(workdir), straight[1])
+    assert metric_rows(workdir) == metric_rows(straight[0])
+
+
+def test_killed_process_resumes_to_the_same_bits(straight, tmp_path, capsys):
+    workdir = tmp_path / "killed"
+    command = [sys.executable, "-m", "jaxart.gan", "train", "--workdir", str(workdir), *RUN]
+    process = subprocess.Popen(
+        [*command, "--checkpoint-every", "20", "--steps-per-call", "10"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")):
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+    finally:
+        process.kill()
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = load_latest(workdir).step
+    assert 0 < killed_at < 300
+
+    train(workdir, capsys=capsys)
+    assert_same_bits(final_params(workdir), straight[1])
+    assert metric_rows(workdir) == metric_rows(straight[0])
+
+
+def test_unfinished_save_is_ignored(straight, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(straight[0], workdir)
+    # What a process killed mid-save leaves: orbax's temporary folder, never renamed to a step.
+    shutil.copytree(workdir / "checkpoints" / "300", workdir / "checkpoints" / "400.orbax-checkpoint-tmp")
+    assert load_latest(workdir).step == 300
+
+
+def test_sample_writes_npy_and_png(straight, tmp_path, capsys):
+    workdir = straight[0]
+    status, err = run_cli(["sample", "--workdir", workdir, "--num", "10", "--out", tmp_path / "s.npy"], capsys)
+    assert status == 0, err
+    images = np.load(tmp_path / "s.npy")
+    assert images.shape == (10, 28, 28) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1
+    status, err = run_cli(["sample", "--workdir", workdir, "--num", "10", "--out", tmp_path / "s.png"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "s.png"]
+
+
+def test_no_arguments_trains_the_seed_job(monkeypatch):
+    seen = []
+    monkeypatch.setattr(gan_main, "train", seen.append)
+    assert cli.run(gan_main.main, []) == 0
+    assert cli.run(gan_main.main, ["train"]) == 0
+    assert cli.run(gan_main.main, ["--epochs", "3"]) == 0
+    assert seen == [GANConfig(), GANConfig(), GANConfig(epochs=3)]
+    assert GANConfig().workdir == "runs/gan-mnist" and GANConfig().data == "mnist"
+
+
+def _folder(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file, content in files.items():
+        (folder / file).write_bytes(content)
+    return folder
+
+
+BAD_TRAIN_INPUT = {
+    "missing folder": (lambda t: ["--data", t / "nowhere"], "unknown data"),
+    "unknown name": (lambda t: ["--data", "cifar10"], "unknown data 'cifar10'"),
+    "empty folder": (lambda t: ["--data", _folder(t, "empty", {})], "lacks train-images-idx3-ubyte"),
+    "not IDX": (
+        lambda t: ["--data", _folder(t, "junk", {"train-images-idx3-ubyte": b"junk", "train-labels-idx1-ubyte": b"x"})],
+        "is not an unsigned-byte IDX file",
+    ),
+    "zero epochs": (lambda t: ["--data", FIXTURE, "--epochs", "0"], "--epochs: expected a positive integer"),
+    "negative lr": (lambda t: ["--data", FIXTURE, "--lr", "-1"], "--lr: expected a finite number"),
+    "text latent": (lambda t: ["--data", FIXTURE, "--latent-dim", "x"], "--latent-dim: expected a positive integer"),
+    "unknown model": (lambda t: ["--data", FIXTURE, "--model", "dcgan"], "invalid choice: 'dcgan'"),
+    "batch too big": (lambda t: ["--data", FIXTURE, "--batch-size", "4096"], "fewer than --batch-size 4096"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TRAIN_INPUT)
+def test_bad_train_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
+    make_args, message = BAD_TRAIN_INPUT[case]
+    workdir = tmp_path / "run"
+    status, err = run_cli(["train", "--workdir", workdir, *make_args(tmp_path)], capsys)
+    assert status == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not workdir.exists()
+
+
+BAD_SAMPLE_INPUT = {
+    "no checkpoint": (lambda t, w: ["--workdir", t, "--out", t / "s.npy"], "no checkpoints in"),
+    "missing workdir": (lambda t, w: ["--workdir", t / "nowhere", "--out", t / "s.npy"], "no checkpoints in"),
+    "bad extension": (lambda t, w: ["--workdir", w, "--out", t / "s.jpg"], "unknown extension '.jpg'"),
+    "missing folder": (lambda t, w: ["--workdir", w, "--out", t / "no" / "s.npy"], "does not exist"),
+    "zero images": (lambda t, w: ["--workdir", w, "--num", "0", "--out", t / "s.npy"], "--num: expected a positive"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SAMPLE_INPUT)
+def test_bad_sample_input_is_one_line_and_writes_nothing(case, straight, tmp_path, capsys):
+    make_args, message = BAD_SAMPLE_INPUT[case]
+    status, err = run_cli(["sample", *make_args(tmp_path, straight[0])], capsys)
+    assert status == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "flag, value, saved", [("--hidden-dim", "128", "256"), ("--latent-dim", "32", "64"), ("--seed", "1", "0")]
+)
+def test_resume_with_another_configuration_names_the_difference(flag, value, saved, straight, capsys):
+    before = (straight[0] / "metrics.jsonl").read_bytes()
+    status, err = run_cli(["train", "--workdir", straight[0], *RUN, flag, value], capsys)
+    assert status == 2
+    assert f"holds a run with {flag} {saved}, not {value}" in err and len(err.strip().splitlines()) == 1
+    assert (straight[0] / "metrics.jsonl").read_bytes() == before
+
+
+def test_resume_on_other_data_is_refused(straight, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    for kind in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):  # the test split, posing as training data
+        shutil.copy(FIXTURE / f"t10k-{kind}", other / f"train-{kind}")
+    status, err = run_cli(["train", "--workdir", straight[0], *RUN, "--data", other], capsys)
+    assert status == 2 and "trained on other data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_an_error_not_a_fresh_start(straight, tmp_path, capsys):
+    workdir = tmp_path / "corrupt"
+    shutil.copytree(straight[0], workdir)
+    for file in (workdir / "checkpoints" / "300" / "state").rglob("*"):
+        if file.is_file() and file.parent.name == "d":
+            file.write_bytes(b"garbage")
+    for argv in (["train", "--workdir", workdir, *RUN, "--max-steps", "320"],
+                 ["sample", "--workdir", workdir, "--out", tmp_path / "s.npy"]):
+        status, err = run_cli(argv, capsys)
+        assert status == 2
+        assert "checkpoints/300' cannot be read" in err and "fall back to step 200" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.npy").exists()
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [100, 200, 300]
