@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class InputError(Exception):
@@ -62,3 +64,54 @@ def positive_float(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def option(default: Any, help: str, parse: Callable[[str], Any], **metadata: Any) -> Any:
+    """A config dataclass field that carries its command-line help and parser.
+
+    Configs declare each option once; `add_config_arguments` makes the flags, so the
+    CLI maps onto the config one to one and `--help` shows the config's defaults.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, **metadata})
+
+
+def flag(name: str) -> str:
+    """Field name -> command-line flag ('latent_dim' -> '--latent-dim')."""
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_cls: type, choices: dict[str, Any] | None = None
+) -> None:
+    """Adds one flag per field of `config_cls` (declared with `option`), defaulting to its default."""
+    choices = choices or {}
+    for field in dataclasses.fields(config_cls):
+        default = field.default
+        parser.add_argument(
+            flag(field.name),
+            dest=field.name,
+            default=default,
+            type=field.metadata["parse"],
+            help=field.metadata["help"],
+            choices=choices.get(field.name),
+            metavar=None if field.name in choices else field.name.upper(),
+        )
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
+    """The `config_cls` named by parsed arguments; a rejected value is an InputError."""
+    try:
+        return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    except ValueError as e:
+        raise InputError(str(e)) from None

@@ -35,7 +35,7 @@ def parser() -> cli.ArgumentParser:
         help="train (or resume) a GAN in --workdir; the default",
         description="Trains the seed's MNIST GAN, resuming from the latest checkpoint in --workdir.",
     )
-    config_lib.add_arguments(train, choices={"model": list(MODELS)})
+    cli.add_config_arguments(train, config_lib.GANConfig, choices={"model": list(MODELS)})
     sample = commands.add_parser(
         "sample",
         help="write generated images from the latest checkpoint",
@@ -45,7 +45,7 @@ def parser() -> cli.ArgumentParser:
     sample.add_argument("--workdir", default=config_lib.GANConfig.workdir, help="a training run's folder")
     sample.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
     sample.add_argument("--out", required=True, help="output file, .npy or .png")
-    sample.add_argument("--seed", type=config_lib.non_negative_int, default=0, help="seed of the latent noise")
+    sample.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise")
     return top
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "train")
     args = parser().parse_args(argv)
     if args.command == "train":
-        train(config_lib.from_args(args))
+        train(cli.config_from_args(config_lib.GANConfig, args))
     else:
         write_samples(args.workdir, args.num, args.out, args.seed)
     return 0

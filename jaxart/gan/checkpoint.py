@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxart.cli import InputError
-from jaxart.gan.config import GANConfig, flag
+from jaxart.cli import InputError, flag
+from jaxart.gan.config import GANConfig
 from jaxart.gan.train import GANState, init_state, run_keys
 
 
