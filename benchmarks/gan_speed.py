@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.common import compiled_flops, machine, matmul_peak_gflops
 from jaxart import data
 from jaxart.gan import GANConfig, init_state, run_keys, train_step, train_steps
 from jaxart.gan.train import step as gan_step
@@ -140,24 +141,7 @@ def jax_scan(images: np.ndarray, config: GANConfig, k: int) -> Callable[[int], i
 def step_flops(images: np.ndarray, config: GANConfig) -> float:
     """Floating-point operations of one step, as XLA counts them in the compiled step."""
     state = init_state(run_keys(0).init, config)
-    compiled = jax.jit(gan_step).lower(state, images[:BATCH], run_keys(0).train).compile()
-    analysis = compiled.cost_analysis()
-    return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """float32 GFLOP/s of an n x n matmul on this machine (JAX/XLA), best of `repeats`."""
-    a = jax.random.normal(jax.random.key(0), (n, n))
-    dot = jax.jit(jnp.dot)
-    dot(a, a).block_until_ready()
-    best = min(_time(lambda: dot(a, a).block_until_ready()) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _time(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
 
 
 def main() -> None:

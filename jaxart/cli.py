@@ -13,11 +13,21 @@ class InputError(Exception):
     """A problem with what the user gave us; reported as one line, exit status 2."""
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is a single line (argparse prints usage + error)."""
+    """argparse, but a usage error is a single line (argparse prints usage + error),
+    and --help shows the defaults."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
@@ -97,7 +107,8 @@ def add_config_arguments(
     """Adds one flag per field of `config_cls` (declared with `option`), defaulting to its default."""
     choices = choices or {}
     for field in dataclasses.fields(config_cls):
-        default = field.default
+        # A string default goes through `type` like a typed value, so tuples show as typed.
+        default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
         parser.add_argument(
             flag(field.name),
             dest=field.name,

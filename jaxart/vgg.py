@@ -66,7 +66,7 @@ class VGG19(nn.Module):
       pooling: "max" (torchvision) or "avg" (Gatys et al. suggest average pooling
         gives smoother gradients for image synthesis).
       dtype: computation dtype of the convolutions (e.g. bfloat16 on accelerators);
-        params stay float32 and outputs are cast back to float32.
+        outputs come back in at least float32 (float64 stays float64).
       remat: rematerialise each block in the backward pass (`jax.checkpoint`),
         trading compute for memory on large images.
     """
@@ -84,6 +84,7 @@ class VGG19(nn.Module):
         deepest = max(TORCH_INDEX[name] for name in layers)
         wanted = set(layers)
         out: dict[str, jax.Array] = {}
+        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
         x = images.astype(self.dtype)
         conv = nn.remat(nn.Conv) if self.remat else nn.Conv
         for name in LAYERS[: deepest + 1]:
@@ -98,7 +99,7 @@ class VGG19(nn.Module):
             else:
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
             if name in wanted:
-                out[name] = x.astype(jnp.float32)
+                out[name] = x.astype(out_dtype)
         return out
 
 
@@ -112,7 +113,7 @@ def features(
       images: (N, H, W, 3) float, already `normalize`d.
       layers: names such as ("relu1_1", "relu2_1"); nothing past the deepest is computed.
     Returns:
-      {name: (N, h, w, c) float32}.
+      {name: (N, h, w, c)}, float32 (float64 when dtype is float64).
     """
     return VGG19(pooling=pooling, dtype=dtype).apply({"params": params}, images, check_layers(layers))
 

@@ -1,0 +1,48 @@
+"""Timing helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """float32 GFLOP/s of an n x n matmul on this machine (JAX/XLA), best of `repeats`."""
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    best = min(seconds(lambda: dot(a, a).block_until_ready()) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def compiled_flops(jitted, *args, **kwargs) -> float:
+    """Floating-point operations of one call of a jitted function, as XLA counts them."""
+    analysis = jitted.lower(*args, **kwargs).compile().cost_analysis()
+    return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
+
+
+def machine() -> str:
+    """One line naming the software and the machine."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")

@@ -1,0 +1,26 @@
+"""Neural style transfer (Gatys et al.) as pure JAX functions.
+
+    from jaxart import images, weights
+    from jaxart.style import StyleConfig, stylize
+    content = images.load_image("content.png", max_size=400)
+    style = images.load_image("style.png", shape=content.shape[:2])
+    image, history = stylize(content, style, weights.load(), StyleConfig(steps=500))
+"""
+
+from jaxart.style.config import StyleConfig
+from jaxart.style.losses import content_loss, gram_matrix, style_loss
+from jaxart.style.transfer import Targets, compute_targets, iterate, loss_fn, stylize, train_step, train_steps
+
+__all__ = [
+    "StyleConfig",
+    "Targets",
+    "compute_targets",
+    "content_loss",
+    "gram_matrix",
+    "iterate",
+    "loss_fn",
+    "style_loss",
+    "stylize",
+    "train_step",
+    "train_steps",
+]

@@ -1,0 +1,51 @@
+"""Style-transfer losses: the Gram matrix, content loss and style loss (Gatys et al.).
+
+Features are NHWC arrays as `jaxart.vgg.features` returns them; batch size 1 in
+the seed's setting, and every function also works under `vmap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+
+
+def gram_matrix(features: jax.Array) -> jax.Array:
+    """G = F F^T of (..., H, W, C) features, F being the (C, H*W) matrix: (..., C, C).
+
+    Unnormalised, as in the seed; `style_loss` divides by C*H*W.
+    """
+    *lead, h, w, c = features.shape
+    f = features.reshape(*lead, h * w, c)
+    return jnp.einsum("...pc,...pd->...cd", f, f)
+
+
+def content_loss(
+    target: Mapping[str, jax.Array],
+    content: Mapping[str, jax.Array],
+    layer_weights: Mapping[str, float],
+) -> jax.Array:
+    """sum over layers of weight * mean((F_target - F_content)^2); a scalar."""
+    return sum(w * jnp.mean(jnp.square(target[name] - content[name])) for name, w in layer_weights.items())
+
+
+def style_loss(
+    target: Mapping[str, jax.Array],
+    style_grams: Mapping[str, jax.Array],
+    layer_weights: Mapping[str, float],
+) -> jax.Array:
+    """sum over layers of weight * mean((G_target - G_style)^2) / (C*H*W); a scalar.
+
+    Args:
+      target: the target's features, {layer: (1, H, W, C)}.
+      style_grams: the style's Gram matrices, {layer: (C, C)} (or (1, C, C)).
+    """
+    total = 0.0
+    for name, w in layer_weights.items():
+        f = target[name]
+        h, w_, c = f.shape[-3:]
+        g = gram_matrix(f).reshape(style_grams[name].shape)
+        total = total + w * jnp.mean(jnp.square(g - style_grams[name])) / (c * h * w_)
+    return total
