@@ -107,6 +107,10 @@ def add_config_arguments(
     """Adds one flag per field of `config_cls` (declared with `option`), defaulting to its default."""
     choices = choices or {}
     for field in dataclasses.fields(config_cls):
+        if isinstance(field.default, bool):
+            parser.add_argument(flag(field.name), dest=field.name, default=field.default,
+                                action=argparse.BooleanOptionalAction, help=field.metadata["help"])
+            continue
         # A string default goes through `type` like a typed value, so tuples show as typed.
         default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
         parser.add_argument(

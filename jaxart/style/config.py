@@ -43,6 +43,10 @@ class StyleConfig:
         "float32", "convolution dtype: float32, bfloat16 (accelerators; Gram matrices and losses stay "
         "float32) or float64 (needs jax_enable_x64; reference checks)", str,
     )
+    remat: bool = cli.option(
+        False, "recompute VGG activations in the backward pass (jax.checkpoint): less memory, more time",
+        bool,
+    )
     seed: int = cli.option(0, "seed of anything random (random weights, noise initialisation)", cli.non_negative_int)
 
     def __post_init__(self):

@@ -23,22 +23,34 @@ METRICS = ("loss", "content_loss", "style_loss")
 
 
 class Targets(NamedTuple):
-    """What the target is pulled towards: content features {layer: (1, H, W, C)} and
-    style Gram matrices {layer: (C, C)}."""
+    """What the target is pulled towards, and how hard: content features {layer: (1, H, W, C)},
+    style Gram matrices {layer: (C, C)} and the two losses' weights (scalars).
+
+    The weights travel here rather than in the config so that a batch of transfers
+    can `vmap` over them.
+    """
 
     content: dict[str, jax.Array]
     style_grams: dict[str, jax.Array]
+    content_weight: jax.Array
+    style_weight: jax.Array
 
 
 def _features(params: Any, image: jax.Array, layers: tuple[str, ...], config: StyleConfig) -> dict[str, jax.Array]:
-    return vgg.features(params, image[None], layers, pooling=config.pooling, dtype=jnp.dtype(config.dtype))
+    model = vgg.VGG19(pooling=config.pooling, dtype=jnp.dtype(config.dtype), remat=config.remat)
+    return model.apply({"params": params}, image[None], layers)
 
 
 def compute_targets(params: Any, content: jax.Array, style: jax.Array, config: StyleConfig) -> Targets:
     """Features of the normalised (H, W, 3) content and style images, computed once."""
     content_features = _features(params, content, config.content_layers, config)
     style_features = _features(params, style, config.style_layers, config)
-    return Targets(content_features, {name: gram_matrix(f[0]) for name, f in style_features.items()})
+    return Targets(
+        content_features,
+        {name: gram_matrix(f[0]) for name, f in style_features.items()},
+        jnp.float32(config.content_weight),
+        jnp.float32(config.style_weight),
+    )
 
 
 def loss_fn(image: jax.Array, params: Any, targets: Targets, config: StyleConfig) -> tuple[jax.Array, dict]:
@@ -49,7 +61,7 @@ def loss_fn(image: jax.Array, params: Any, targets: Targets, config: StyleConfig
     feats = _features(params, image, config.layers, config)
     c = content_loss(feats, targets.content, dict.fromkeys(config.content_layers, 1.0))
     s = style_loss(feats, targets.style_grams, dict.fromkeys(config.style_layers, 1.0))
-    loss = config.content_weight * c + config.style_weight * s
+    loss = targets.content_weight * c + targets.style_weight * s
     return loss, {"loss": loss, "content_loss": c, "style_loss": s}
 
 
