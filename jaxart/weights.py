@@ -11,7 +11,9 @@ A named source is a converted folder, a torchvision `.pth` file, or "random".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -137,10 +139,14 @@ def download_torchvision() -> dict[str, dict[str, np.ndarray]]:
     """torchvision's VGG19_Weights.IMAGENET1K_V1, from its hub cache or the internet (hash checked)."""
     import torch  # deferred
 
+    interactive = sys.stderr.isatty()
     try:
-        state_dict = torch.hub.load_state_dict_from_url(
-            TORCHVISION_URL, progress=sys.stderr.isatty(), check_hash=True, weights_only=True
-        )
+        # torch.hub announces every download attempt on stderr; off a terminal that would be a
+        # second line beside our one-line error when offline.
+        with contextlib.nullcontext() if interactive else contextlib.redirect_stderr(io.StringIO()):
+            state_dict = torch.hub.load_state_dict_from_url(
+                TORCHVISION_URL, progress=interactive, check_hash=True, weights_only=True
+            )
     except Exception as e:  # offline: URLError; a bad cached file: RuntimeError
         raise WeightsError(f"{HOW_TO_GET} (torchvision download failed: {str(e)[:120]})") from None
     return convert_state_dict(state_dict)

@@ -1,0 +1,127 @@
+"""Style-transfer math against float64 numpy references, and the compiled loop's invariants."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxart import vgg
+from jaxart.style import StyleConfig, content_loss, gram_matrix, style_loss, stylize
+from jaxart.style.transfer import compute_targets, init_state, loss_fn, output_image, train_steps
+
+
+def test_gram_matrix_against_float64(rng):
+    f = rng.standard_normal((1, 5, 7, 4)).astype(np.float32)
+    flat = f[0].reshape(35, 4).astype(np.float64).T  # (C, H*W), as the seed views it
+    np.testing.assert_allclose(np.asarray(gram_matrix(jnp.asarray(f)))[0], flat @ flat.T, rtol=1e-5, atol=1e-5)
+    # Batched inputs keep their leading axes.
+    assert gram_matrix(jnp.zeros((2, 3, 3, 6))).shape == (2, 6, 6)
+
+
+def test_losses_against_float64(rng):
+    layers = {"a": (1, 6, 5, 3), "b": (1, 3, 2, 8)}
+    t = {k: rng.standard_normal(s).astype(np.float32) for k, s in layers.items()}
+    c = {k: rng.standard_normal(s).astype(np.float32) for k, s in layers.items()}
+    s = {k: rng.standard_normal(s).astype(np.float32) for k, s in layers.items()}
+    grams = {k: np.asarray(gram_matrix(jnp.asarray(v[0]))) for k, v in s.items()}
+    weights = {"a": 1.0, "b": 0.5}
+
+    ref_content = sum(w * np.mean((t[k].astype(np.float64) - c[k]) ** 2) for k, w in weights.items())
+    ref_style = 0.0
+    for k, w in weights.items():
+        _, h, w_, ch = layers[k]
+        ft = t[k][0].reshape(h * w_, ch).astype(np.float64).T
+        fs = s[k][0].reshape(h * w_, ch).astype(np.float64).T
+        ref_style += w * np.mean((ft @ ft.T - fs @ fs.T) ** 2) / (ch * h * w_)
+
+    got_content = content_loss({k: jnp.asarray(v) for k, v in t.items()}, c, weights)
+    got_style = style_loss({k: jnp.asarray(v) for k, v in t.items()}, grams, weights)
+    np.testing.assert_allclose(float(got_content), ref_content, rtol=1e-5)
+    np.testing.assert_allclose(float(got_style), ref_style, rtol=1e-5)
+
+
+def test_output_image_denormalises_and_clamps(rng):
+    x = rng.standard_normal((4, 5, 3)).astype(np.float32) * 3
+    ref = np.clip(x.astype(np.float64) * np.array(vgg.IMAGENET_STD) + np.array(vgg.IMAGENET_MEAN), 0, 1)
+    np.testing.assert_allclose(np.asarray(output_image(jnp.asarray(x))), ref, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    params = vgg.init_params(jax.random.key(0))
+    rng = np.random.default_rng(1)
+    content = rng.random((24, 20, 3)).astype(np.float32)
+    style = rng.random((24, 20, 3)).astype(np.float32)
+    return params, content, style
+
+
+def test_defaults_are_the_seeds():
+    c = StyleConfig()
+    assert (c.steps, c.max_size, c.lr, c.b1, c.b2) == (2000, 400, 0.003, 0.5, 0.999)
+    assert (c.content_weight, c.style_weight) == (1.0, 100.0)
+    assert c.content_layers == c.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert c.pooling == "max"
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(max_size=-1), dict(lr=0.0), dict(style_weight=-1.0),
+                                 dict(style_layers=("relu9_9",)), dict(pooling="min")])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        StyleConfig(**bad)
+
+
+def test_stylize_history_and_image(tiny):
+    params, content, style = tiny
+    image, history = stylize(content, style, params, StyleConfig(steps=6))
+    assert image.shape == content.shape and image.dtype == np.float32
+    assert image.min() >= 0 and image.max() <= 1
+    assert set(history) == {"loss", "content_loss", "style_loss"}
+    assert all(v.shape == (6,) for v in history.values())
+    # The target starts as the content: zero content loss before the first update, then not.
+    assert history["content_loss"][0] == 0 and history["content_loss"][-1] > 0
+    assert history["loss"][-1] < history["loss"][0]
+    np.testing.assert_allclose(history["loss"], history["content_loss"] + 100 * history["style_loss"], rtol=1e-6)
+
+
+def test_metrics_are_before_the_update(tiny):
+    params, content, style = tiny
+    config = StyleConfig(steps=1)
+    content_n, style_n = vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style))
+    targets = compute_targets(params, content_n, style_n, config)
+    expected, _ = loss_fn(content_n, params, targets, config)
+    _, history = stylize(content, style, params, config)
+    assert history["loss"][0] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_scan_gives_the_same_result_as_single_steps(tiny):
+    params, content, style = tiny
+    one, h1 = stylize(content, style, params, StyleConfig(steps=8))
+    scanned, h4 = stylize(content, style, params, StyleConfig(steps=8, steps_per_call=4))
+    np.testing.assert_allclose(scanned, one, atol=1e-6)
+    for name in h1:
+        np.testing.assert_allclose(h4[name], h1[name], rtol=1e-5)
+
+
+def test_steps_not_divisible_by_steps_per_call(tiny):
+    params, content, style = tiny
+    _, history = stylize(content, style, params, StyleConfig(steps=7, steps_per_call=3))
+    assert history["loss"].shape == (7,)
+
+
+def test_targets_are_computed_once_not_per_step(tiny):
+    params, content, style = tiny
+    config = StyleConfig()
+    content_n, style_n = vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style))
+    targets = compute_targets(params, content_n, style_n, config)
+    state = init_state(content_n, config)
+    jaxpr = str(jax.make_jaxpr(lambda s: train_steps(s, params, targets, config, 1))(state))
+    # One forward pass (13 convolutions up to relu5_1) and its input gradient (13 more), no more:
+    # the seed's loop would also run the content and the style through VGG19 each step.
+    assert jaxpr.count("conv_general_dilated") == 26
+
+
+def test_config_is_hashable_static_arg():
+    a, b = StyleConfig(steps=5), dataclasses.replace(StyleConfig(), steps=5)
+    assert hash(a) == hash(b) and a == b
