@@ -30,11 +30,12 @@ def seed_losses(model, content, style) -> np.ndarray:
 
 
 def seed_pair_float64(max_size: int):
-    """The seed's images, normalised in float64 (as jaxart does under x64) rather than float32."""
-    to_tensor, normalize = seed.transform.transforms
-    content = seed.load_image(EXAMPLES / "content.png", max_size=max_size)
-    style = seed.load_image(EXAMPLES / "style.png", shape=content.size)
-    return [normalize(to_tensor(image).double()).unsqueeze(0) for image in (content, style)]
+    """The seed's images (ToTensor values, resized as it does), normalised in float64 as jaxart
+    does under x64, rather than in float32."""
+    normalize = seed.transform.transforms[1]
+    content = images.load_image(EXAMPLES / "content.png", max_size=max_size)
+    style = images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
+    return [normalize(torch.from_numpy(x.transpose(2, 0, 1)).double()).unsqueeze(0) for x in (content, style)]
 
 
 def jaxart_losses(params, max_size: int, config: StyleConfig, dtype=np.float32) -> np.ndarray:
