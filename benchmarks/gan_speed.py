@@ -18,14 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from torch import nn
 
-from benchmarks.common import compiled_flops, machine, matmul_peak_gflops
+from benchmarks.common import compiled_flops, matmul_peak_gflops
+from benchmarks.seed_gan import BATCH, SeedGAN
 from jaxart import data
 from jaxart.gan import GANConfig, init_state, run_keys, train_step, train_steps
 from jaxart.gan.train import step as gan_step
 
-BATCH = 32
 STEPS_PER_EPOCH = 60000 // BATCH
 FULL_JOB_STEPS = 100 * STEPS_PER_EPOCH
 
@@ -39,47 +38,6 @@ def best_rate(run: Callable[[int], int], steps: int, warmup: int, repeats: int) 
         done = run(steps)
         rates.append(done / (time.perf_counter() - start))
     return max(rates)
-
-
-def seed_loop(images: np.ndarray) -> Callable[[int], int]:
-    """The seed's training loop as written (DataLoader, BCELoss on sigmoid outputs, two Adams)."""
-    D = nn.Sequential(nn.Linear(784, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2),
-                      nn.Linear(256, 1), nn.Sigmoid())
-    G = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
-    loss_fn = nn.BCELoss()
-    d_opt = torch.optim.Adam(D.parameters(), lr=2e-4)
-    g_opt = torch.optim.Adam(G.parameters(), lr=2e-4)
-    dataset = torch.utils.data.TensorDataset(torch.from_numpy(images.reshape(len(images), -1) / np.float32(255)))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
-    batches = iter(())
-
-    def run(steps: int) -> int:
-        nonlocal batches
-        for _ in range(steps):
-            try:
-                (images,) = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                (images,) = next(batches)
-            real_labels = torch.ones(BATCH, 1)
-            fake_labels = torch.zeros(BATCH, 1)
-            real_out = D(images)
-            d_loss_real = loss_fn(real_out, real_labels)
-            z = torch.randn(BATCH, 64)
-            fake = G(z)
-            fake_out = D(fake.detach())
-            d_loss = d_loss_real + loss_fn(fake_out, fake_labels)
-            d_opt.zero_grad()
-            d_loss.backward()
-            d_opt.step()
-            g_out = D(fake)
-            g_loss = loss_fn(g_out, real_labels)
-            g_opt.zero_grad()
-            g_loss.backward()
-            g_opt.step()
-        return steps
-
-    return run
 
 
 def with_torch_threads(run: Callable[[int], int], threads: int) -> Callable[[int], int]:
@@ -162,8 +120,8 @@ def main() -> None:
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
 
     loops = {
-        "seed (PyTorch, as written)": seed_loop(images),
-        "seed, torch.set_num_threads(1)": with_torch_threads(seed_loop(images), 1),
+        "seed (PyTorch, as written)": SeedGAN(images).train,
+        "seed, torch.set_num_threads(1)": with_torch_threads(SeedGAN(images).train, 1),
         "jaxart train_step (1 step/call)": jax_single(images, config),
     }
     for k in args.k:

@@ -161,7 +161,12 @@ BAD_TRAIN_INPUT = {
     "zero epochs": (lambda t: ["--data", FIXTURE, "--epochs", "0"], "--epochs: expected a positive integer"),
     "negative lr": (lambda t: ["--data", FIXTURE, "--lr", "-1"], "--lr: expected a finite number"),
     "text latent": (lambda t: ["--data", FIXTURE, "--latent-dim", "x"], "--latent-dim: expected a positive integer"),
-    "unknown model": (lambda t: ["--data", FIXTURE, "--model", "dcgan"], "invalid choice: 'dcgan'"),
+    "unknown model": (lambda t: ["--data", FIXTURE, "--model", "gan3"], "invalid choice: 'gan3'"),
+    "dcgan too narrow": (lambda t: ["--data", FIXTURE, "--model", "dcgan", "--hidden-dim", "2"],
+                         "--model dcgan needs --hidden-dim of at least 4"),
+    "b1 of 1": (lambda t: ["--data", FIXTURE, "--b1", "1"], "--b1: expected a number in [0, 1)"),
+    "too few eval samples": (lambda t: ["--data", FIXTURE, "--eval-every", "10", "--eval-samples", "5"],
+                             "--eval-samples 5 is too few"),
     "batch too big": (lambda t: ["--data", FIXTURE, "--batch-size", "4096"], "fewer than --batch-size 4096"),
 }
 

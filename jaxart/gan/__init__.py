@@ -1,4 +1,4 @@
-"""The seed's MNIST GAN: pure, jit-compiled train steps with explicit PRNG keys and orbax checkpoints.
+"""The seed's MNIST GAN and a DCGAN: pure, jit-compiled train steps with explicit PRNG keys and orbax checkpoints.
 
 `python -m jaxart.gan --help` for the command line.
 """

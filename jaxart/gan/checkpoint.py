@@ -136,8 +136,11 @@ def config_from_meta(meta: dict[str, Any]) -> GANConfig:
     return GANConfig(**{k: v for k, v in meta["config"].items() if k in known})
 
 
-def load_latest(workdir: str | os.PathLike) -> GANState:
-    """The latest checkpointed state of the run in `workdir` (InputError if there is none)."""
+def load_latest_run(workdir: str | os.PathLike) -> tuple[GANState, dict[str, Any]]:
+    """The latest checkpointed state of the run in `workdir` and its meta (see `run_meta`).
+
+    Raises InputError if there is no checkpoint or it cannot be read.
+    """
     workdir = Path(workdir)
     if not (workdir / "checkpoints").is_dir():
         raise InputError(f"no checkpoints in {str(workdir)!r}; train first with --workdir {workdir}")
@@ -145,4 +148,10 @@ def load_latest(workdir: str | os.PathLike) -> GANState:
         step = checkpoints.latest_step()
         if step is None:
             raise InputError(f"no checkpoints in {str(workdir)!r}; train first with --workdir {workdir}")
-        return checkpoints.restore(step, config_from_meta(checkpoints.read_meta(step)))
+        meta = checkpoints.read_meta(step)
+        return checkpoints.restore(step, config_from_meta(meta)), meta
+
+
+def load_latest(workdir: str | os.PathLike) -> GANState:
+    """The latest checkpointed state of the run in `workdir` (InputError if there is none)."""
+    return load_latest_run(workdir)[0]

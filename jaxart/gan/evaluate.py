@@ -25,6 +25,7 @@ from jaxart.cli import InputError
 from jaxart.files import atomic_write
 from jaxart.gan import metrics
 from jaxart.gan.judge import IMAGE_SHAPE, Judge, JudgeConfig, Log, load_or_train_judge, log_stderr, to_float
+from jaxart.gan.train import GANState, sample
 from jaxart.images import make_grid
 from jaxart.plots import plt, save_figure
 
@@ -49,7 +50,25 @@ class EvalConfig:
     pr_k: int = 3  # neighbours for precision/recall; 0 skips them
     pr_samples: int = 5_000  # precision/recall use this many of each set (cost is quadratic)
     grid_samples: int = 100
-    seed: int = 0  # for the precision/recall subsample
+    # Of the samples' noise (`evaluation_key`) and the precision/recall subsample; never a run's own keys.
+    seed: int = 0
+
+    @property
+    def min_samples(self) -> int:
+        """The fewest samples the metrics are defined for."""
+        return max(self.inception_splits, self.pr_k + 1, 2)
+
+
+def eval_config(num_samples: int, precision_recall: bool = True, what: str = "--num") -> EvalConfig:
+    """The EvalConfig for `num_samples` samples; InputError naming the option `what` if they are too few."""
+    config = EvalConfig(
+        num_samples=num_samples,
+        sample_batch_size=min(num_samples, EvalConfig.sample_batch_size),
+        pr_k=EvalConfig.pr_k if precision_recall else 0,
+    )
+    if num_samples < config.min_samples:
+        raise InputError(f"{what} {num_samples} is too few: the evaluation needs at least {config.min_samples} samples")
+    return config
 
 
 class Reference(NamedTuple):
@@ -111,9 +130,8 @@ def evaluate_samples(
     mode_collapse (any missing); precision and recall (k-NN, unless `config.pr_k` is 0).
     """
     images = as_images(images)
-    needed = max(config.inception_splits, config.pr_k + 1, 2)
-    if len(images) < needed:
-        raise InputError(f"evaluation needs at least {needed} samples, got {len(images)}")
+    if len(images) < config.min_samples:
+        raise InputError(f"evaluation needs at least {config.min_samples} samples, got {len(images)}")
     embedding = judge.embed(images)
     mu, sigma = metrics.gaussian_stats(embedding.features)
     score, score_std = metrics.inception_score(embedding.probs, config.inception_splits)
@@ -232,3 +250,35 @@ def evaluate_generator(
         title = f"step {step}" if step is not None else ""
         save_eval_figure(workdir / figure, images[: config.grid_samples], record, reference.dataset, title)
     return record
+
+
+def evaluate_state(
+    state: GANState,
+    workdir: str | os.PathLike,
+    judge: Judge,
+    reference: Reference,
+    config: EvalConfig = EvalConfig(),
+) -> dict[str, Any]:
+    """`evaluate_generator` on a train state's generator (batch norm on its running averages),
+    recording the state's step.
+
+    The noise comes from `jax.random.key(config.seed)` alone: every evaluation of a run (and of
+    every run) sees the same latent batches, and the run's own keys are never drawn from.
+    """
+
+    def sample_fn(key: jax.Array, n: int) -> jax.Array:
+        return sample(state.g_params, key, n, state.config, state.g_collections)
+
+    key = jax.random.key(config.seed)
+    return evaluate_generator(sample_fn, key, workdir, judge, reference, config, step=int(state.step))
+
+
+def summary(record: Mapping[str, Any]) -> str:
+    """One line of an evaluation record's main numbers."""
+    line = (f"FCD {record['fcd']:.2f}, score {record['inception_score']:.2f}, "
+            f"KL to uniform {record['kl_to_uniform']:.3f}")
+    if record["missing_classes"]:
+        line += f", missing classes {record['missing_classes']}"
+    if "precision" in record:
+        line += f", precision {record['precision']:.3f}, recall {record['recall']:.3f}"
+    return line

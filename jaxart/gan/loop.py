@@ -5,6 +5,7 @@ Workdir layout:
   metrics.jsonl           one line per step: step, epoch, d_loss, g_loss, d_x, d_g_z, seconds
   samples/epoch_NNN.png   the generator on one fixed latent batch after every epoch
   loss_curves.png         the four metrics against the step
+  eval.jsonl, eval.png    with --eval-every: the judge's metrics every N steps, and the latest figure
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jaxart.cli import InputError
 from jaxart.files import atomic_write
 from jaxart.gan.checkpoint import Checkpoints, check_resumable, run_meta
 from jaxart.gan.config import GANConfig
+from jaxart.gan.evaluate import REPORT_FILE, eval_config, evaluate_state, load_judge_and_reference, summary
 from jaxart.gan.train import GANState, init_state, run_keys, sample, train_steps
 from jaxart.images import make_grid, save_image
 from jaxart.plots import save_loss_curves
@@ -34,29 +36,36 @@ LOG_EVERY_STEPS = 100  # fetch metrics from the device in blocks, so dispatch ru
 PLOT_EVERY_SECONDS = 30.0  # plotting all steps costs a moment; per epoch would slow short epochs
 
 
-class MetricsLog:
-    """metrics.jsonl, kept consistent with the checkpoint a run resumes from.
+def rows_up_to(path: Path, resume_step: int) -> list[dict]:
+    """The JSON lines of `path` (if any) with a step up to `resume_step`, rewriting the file to just those.
 
-    On opening, lines past `resume_step` (written after the checkpoint by a run
-    that was then stopped) are dropped, as is a line cut short by a kill: the
+    Lines past the step were written after the checkpoint a run resumes from, by
+    a run that was then stopped, and a line cut short by a kill is no record: the
     resumed run writes those steps again, so each step appears once.
     """
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("step", math.inf) <= resume_step:
+            rows.append(row)
+    if len(rows) != len(lines):
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+    return rows
+
+
+class MetricsLog:
+    """metrics.jsonl, kept consistent with the checkpoint a run resumes from (see `rows_up_to`)."""
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
-        self.rows: list[dict] = []
-        if path.exists():
-            lines = path.read_text().splitlines()
-            for line in lines:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict) and row.get("step", math.inf) <= resume_step:
-                    self.rows.append(row)
-            if len(self.rows) != len(lines):
-                text = "".join(json.dumps(row) + "\n" for row in self.rows)
-                atomic_write(path, lambda tmp: tmp.write_text(text))
+        self.rows = rows_up_to(path, resume_step)
         self.seconds = self.rows[-1]["seconds"] if self.rows else 0.0
         self.file = path.open("a")
 
@@ -132,6 +141,9 @@ def resume_or_init(checkpoints: Checkpoints, config: GANConfig, data_checksum: s
 def train(config: GANConfig) -> GANState:
     """Trains the run in `config.workdir` from its latest checkpoint (or from scratch) to the end.
 
+    With `config.eval_every`, the judge for `config.data` (loaded, or trained and cached, once)
+    measures the generator every that many steps and at the end, into workdir/eval.jsonl.
+
     Raises InputError for unusable data, a workdir that is a file, a checkpoint
     of a different run, or one that cannot be read; nothing is written before
     these checks pass.
@@ -147,14 +159,21 @@ def train(config: GANConfig) -> GANState:
     workdir = Path(config.workdir)
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"--workdir {str(workdir)!r} is a file, expected a folder")
+    evaluation = eval_config(config.eval_samples, what="--eval-samples") if config.eval_every else None
     checksum = dataset.checksum()
     meta = run_meta(config, checksum)
     keys = run_keys(config.seed)
 
     with Checkpoints(workdir, keep=config.keep_checkpoints) as checkpoints:
         state = resume_or_init(checkpoints, config, checksum)
+        judge = reference = None
+        if evaluation is not None and int(state.step) < total_steps:
+            judge, reference = load_judge_and_reference(config.data)
         (workdir / "samples").mkdir(exist_ok=True)
         log = MetricsLog(workdir / "metrics.jsonl", int(state.step))
+        # An evaluation is recorded before its step's checkpoint, so a record past the
+        # checkpoint resumed from belongs to a stopped run, and is redone if asked for.
+        rows_up_to(workdir / REPORT_FILE, int(state.step))
         images = jax.device_put(dataset.images)
         step = int(state.step)
         pending: list[tuple[int, dict]] = []  # (steps before the call, its metrics on the device)
@@ -169,6 +188,9 @@ def train(config: GANConfig) -> GANState:
             pending.clear()
             bar.set_postfix({name: f"{last[name]:.3f}" for name in METRICS}, refresh=False)
 
+        def boundary(step: int, every: int) -> int:
+            return (step // every + 1) * every if every else total_steps
+
         epochs = math.ceil(total_steps / steps_per_epoch)
         try:
             with tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True) as bar:
@@ -178,16 +200,22 @@ def train(config: GANConfig) -> GANState:
                     order = epoch_order(keys.data, epoch, num_images, steps_per_epoch, config.batch_size)
                     epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
                     while step < epoch_end:
-                        next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
-                        length = call_length(step, min(epoch_end, next_checkpoint), config.steps_per_call)
+                        next_stop = min(epoch_end, boundary(step, config.checkpoint_every),
+                                        boundary(step, config.eval_every))
+                        length = call_length(step, next_stop, config.steps_per_call)
                         start = step - epoch * steps_per_epoch
                         state, metrics = train_steps(state, images, order, start, keys.train, length=length)
                         pending.append((step, metrics))
                         step += length
                         bar.update(length)
                         at_checkpoint = step % config.checkpoint_every == 0
-                        if at_checkpoint or step == epoch_end or step - pending[0][0] >= LOG_EVERY_STEPS:
+                        at_eval = judge is not None and (step % config.eval_every == 0 or step == total_steps)
+                        if at_checkpoint or at_eval or step == epoch_end or step - pending[0][0] >= LOG_EVERY_STEPS:
                             flush()
+                        if at_eval:
+                            record = evaluate_state(state, workdir, judge, reference, evaluation)
+                            bar.write(f"step {step}: {summary(record)}")
+                            clock = time.perf_counter()  # the training time excludes evaluations
                         if at_checkpoint:
                             checkpoints.save(state, meta)
                     name = f"epoch_{epoch + 1:03d}" if step % steps_per_epoch == 0 else f"step_{step:07d}"
