@@ -13,7 +13,8 @@ the deepest one requested are computed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax.linen as nn
@@ -59,16 +60,115 @@ def downsampling(layers: Iterable[str]) -> int:
     return sum(1 for name in LAYERS[:deepest] if name.startswith("pool"))
 
 
+# Layer names of each block, conv{b}_1 .. pool{b}: the unit of rematerialisation.
+BLOCK_LAYERS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(name for name in LAYERS if name[4] == str(b)) for b in range(1, len(BLOCKS) + 1)
+)
+
+
+def _out_channels(name: str) -> int:
+    return BLOCKS[int(name[4]) - 1][0]
+
+
+def _in_channels(name: str) -> int:
+    b, i = int(name[4]), int(name[6])
+    return 3 if name == "conv1_1" else _out_channels(f"conv{b - 1}_1") if i == 1 else _out_channels(name)
+
+
+def _conv_init(key: jax.Array, in_ch: int, out_ch: int) -> dict[str, jax.Array]:
+    """`nn.Conv`'s default init (LeCun normal kernel, zero bias); real weights come from torchvision."""
+    return {
+        "kernel": nn.initializers.lecun_normal()(key, (3, 3, in_ch, out_ch), jnp.float32),
+        "bias": jnp.zeros((out_ch,), jnp.float32),
+    }
+
+
+def _conv(p: dict[str, jax.Array], x: jax.Array, dtype: Any) -> jax.Array:
+    """3x3 'same' convolution + bias in `dtype`, exactly as `nn.Conv` computes it."""
+    x, kernel, bias = nn.dtypes.promote_dtype(x, p["kernel"], p["bias"], dtype=dtype)
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
+def _max_pool(x: jax.Array) -> jax.Array:
+    """2x2, stride 2, 'VALID' max pooling of (N, H, W, C), as a reshape and a max.
+
+    Same values as `nn.max_pool`, but its gradient is a compare and a select where
+    reduce_window's is a select-and-scatter, which XLA CPU lowers to a scatter with four
+    int32 index arrays of the input's size, hoisted to the start of the step and live
+    throughout: more memory than the activations themselves. (Exact ties within a window,
+    measure-zero after a convolution, share the gradient rather than one taking it all.)
+    """
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _block(
+    params: dict[str, dict[str, jax.Array]], x: jax.Array, names: tuple[str, ...], wanted: frozenset[str],
+    pooling: str, dtype: Any,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Runs the layers `names` (a prefix of one block) on x: (last output, {wanted name: output})."""
+    out = {}
+    out_dtype = jnp.promote_types(dtype, jnp.float32)
+    for name in names:
+        kind = name[:4]
+        if kind == "conv":
+            x = _conv(params[name], x, dtype)
+        elif kind == "relu":
+            x = nn.relu(x)
+        elif pooling == "max":
+            x = _max_pool(x)
+        else:
+            x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        if name in wanted:
+            out[name] = x.astype(out_dtype)
+    return x, out
+
+
+def _remat(fn: Callable[[Any, jax.Array], Any]) -> Callable[[Any, jax.Array], Any]:
+    """`jax.checkpoint` of `fn(params, x)`: keeps only (params, x) and recomputes fn in the backward pass.
+
+    A custom VJP rather than `jax.checkpoint`: XLA CPU removes checkpoint's optimisation
+    barriers early, then merges the recomputation into the forward pass (CSE, scheduling),
+    so a checkpointed VGG19 compiled to exactly the memory of a plain one. Making the
+    recomputation read the incoming cotangent (x + 0 * g) is a data dependence no pass can
+    remove: the block is recomputed only once its output's gradient exists. (Costs: reverse
+    mode only, as any custom VJP; an infinite cotangent element would make that block's
+    gradient NaN rather than infinite.)
+    """
+
+    @jax.custom_vjp
+    def remat_fn(params, x):
+        return fn(params, x)
+
+    def forward(params, x):
+        return fn(params, x), (params, x)
+
+    def backward(residuals, cotangent):
+        params, x = residuals
+        anchor = jax.tree.leaves(cotangent)[0].reshape(-1)[0]
+        x = x + (0 * anchor).astype(x.dtype)
+        return jax.vjp(fn, params, x)[1](cotangent)
+
+    remat_fn.defvjp(forward, backward)
+    return remat_fn
+
+
 class VGG19(nn.Module):
     """torchvision's VGG19 `features`, returning the named activations.
+
+    Params: {"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)}, ...}, as `nn.Conv` names them.
 
     Attributes:
       pooling: "max" (torchvision) or "avg" (Gatys et al. suggest average pooling
         gives smoother gradients for image synthesis).
       dtype: computation dtype of the convolutions (e.g. bfloat16 on accelerators);
         outputs come back in at least float32 (float64 stays float64).
-      remat: rematerialise each block in the backward pass (`jax.checkpoint`),
-        trading compute for memory on large images.
+      remat: rematerialise each block (conv{b}_1 .. pool{b}) in the backward pass: the
+        forward pass keeps only each block's input (and the requested outputs), and the
+        backward pass recomputes one block at a time from it, for about one extra forward
+        pass of compute and much less memory on large images.
     """
 
     pooling: str = "max"
@@ -82,24 +182,20 @@ class VGG19(nn.Module):
             raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
         layers = check_layers(layers)
         deepest = max(TORCH_INDEX[name] for name in layers)
-        wanted = set(layers)
+        wanted = frozenset(layers)
         out: dict[str, jax.Array] = {}
-        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
         x = images.astype(self.dtype)
-        conv = nn.remat(nn.Conv) if self.remat else nn.Conv
-        for name in LAYERS[: deepest + 1]:
-            kind = name[:4]
-            if kind == "conv":
-                channels = BLOCKS[int(name[4]) - 1][0]
-                x = conv(channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype, name=name)(x)
-            elif kind == "relu":
-                x = nn.relu(x)
-            elif self.pooling == "max":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-            else:
-                x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-            if name in wanted:
-                out[name] = x.astype(out_dtype)
+        for names in BLOCK_LAYERS:
+            names = tuple(name for name in names if TORCH_INDEX[name] <= deepest)
+            if not names:
+                break
+            params = {name: self.param(name, _conv_init, _in_channels(name), _out_channels(name))
+                      for name in names if name.startswith("conv")}
+            block = functools.partial(
+                _block, names=names, wanted=wanted & set(names), pooling=self.pooling, dtype=self.dtype
+            )
+            x, found = (_remat(block) if self.remat else block)(params, x)
+            out.update(found)
         return out
 
 
@@ -137,11 +233,9 @@ def init_params(key: jax.Array) -> Any:
     params = {}
     for name in CONV_LAYERS:
         key, sub = jax.random.split(key)
-        b, i = int(name[4]), int(name[6])
-        out_ch = BLOCKS[b - 1][0]
-        in_ch = 3 if name == "conv1_1" else (BLOCKS[b - 2][0] if i == 1 else out_ch)
+        out_ch = _out_channels(name)
         params[name] = {
-            "kernel": kernel_init(sub, (3, 3, in_ch, out_ch), jnp.float32),
+            "kernel": kernel_init(sub, (3, 3, _in_channels(name), out_ch), jnp.float32),
             "bias": jnp.zeros((out_ch,), jnp.float32),
         }
     return params

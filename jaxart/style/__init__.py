@@ -7,9 +7,19 @@
     image, history = stylize(content, style, weights.load(), StyleConfig(steps=500))
 """
 
-from jaxart.style.config import StyleConfig
-from jaxart.style.losses import content_loss, gram_matrix, style_loss
-from jaxart.style.transfer import Targets, compute_targets, iterate, loss_fn, stylize, train_step, train_steps
+from jaxart.style.config import StyleConfig, preset
+from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
+from jaxart.style.transfer import (
+    Targets,
+    compute_targets,
+    initial_image,
+    iterate,
+    loss_fn,
+    result_image,
+    stylize,
+    train_step,
+    train_steps,
+)
 
 __all__ = [
     "StyleConfig",
@@ -17,10 +27,14 @@ __all__ = [
     "compute_targets",
     "content_loss",
     "gram_matrix",
+    "initial_image",
     "iterate",
     "loss_fn",
+    "preset",
+    "result_image",
     "style_loss",
     "stylize",
+    "total_variation",
     "train_step",
     "train_steps",
 ]

@@ -1,9 +1,12 @@
-"""Configuration of a style transfer: every option and its default (the seed's)."""
+"""Configuration of a style transfer: every option and its default (the seed's), and presets."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any
 
 from jaxart import cli, vgg
 
@@ -11,31 +14,119 @@ from jaxart import cli, vgg
 # ReLUs overwrite those outputs before the loss reads them: it really uses relu{1..5}_1.
 SEED_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DTYPES = ("float32", "bfloat16", "float64")
+OPTIMIZERS = ("adam", "lbfgs")
+POOLINGS = ("max", "avg")
+
+# A preset is a set of defaults; options given explicitly win over it.
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    # Gatys, Ecker & Bethge, CVPR 2016: content at conv4_2 (read after its ReLU), style at
+    # conv{1..5}_1 equally weighted (their w_l = 1/5 is absorbed by style_weight), average pooling.
+    "gatys": {"content_layers": ("relu4_2",), "style_layers": SEED_LAYERS, "pooling": "avg"},
+}
+
+
+def parse_layer(entry: str) -> tuple[str, float]:
+    """'relu1_1:0.2' -> ('relu1_1', 0.2); a bare name weighs 1. ValueError if the weight is not a number."""
+    name, sep, weight = entry.partition(":")
+    try:
+        return name.strip(), float(weight) if sep else 1.0
+    except ValueError:
+        raise ValueError(f"layer weight of {name.strip()!r} is not a number: {weight!r}") from None
+
+
+def layer_weights(entries: Iterable[str]) -> dict[str, float]:
+    """'name' or 'name:weight' entries -> {name: weight}, in order.
+
+    Raises ValueError for an unknown or repeated layer, a bad or negative weight, or none at all.
+    """
+    pairs = [parse_layer(entry) for entry in entries]
+    names = vgg.check_layers(name for name, _ in pairs)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layer(s) {repeated} listed more than once")
+    bad = [name for name, w in pairs if not 0 <= w < math.inf]
+    if bad:
+        raise ValueError(f"layer weights must be finite and >= 0 (layer(s) {bad})")
+    return dict(pairs)
+
+
+def canonical_layers(entries: Iterable[str]) -> tuple[str, ...]:
+    """Validated entries, spelt one way: 'name' for weight 1, else 'name:weight'."""
+    return tuple(name if w == 1 else f"{name}:{w!r}" for name, w in layer_weights(entries).items())
 
 
 def layer_list(text: str) -> tuple[str, ...]:
-    """argparse type: comma-separated VGG19 layer names."""
+    """argparse type: comma-separated VGG19 layer names, each optionally `:weight` (default 1)."""
     try:
-        return vgg.check_layers(name.strip() for name in text.split(",") if name.strip())
+        return canonical_layers(part for part in text.split(",") if part.strip())
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def blend_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated weights >= 0, one per style image."""
+    return tuple(cli.non_negative_float(part.strip()) for part in text.split(",") if part.strip())
+
+
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Options of `stylize`; the defaults reproduce the seed. Loss = content_weight * content
-    + style_weight * style, over the named VGG19 layers."""
+    """Options of `stylize`; the defaults reproduce the seed.
 
-    steps: int = cli.option(2000, "optimisation steps", cli.positive_int)
+    Loss = content_weight * content + style_weight * style + tv_weight * total variation, each
+    of the first two a weighted sum over the named VGG19 layers: `content_layers` and
+    `style_layers` hold 'name' (weight 1) or 'name:weight' entries, as on the command line.
+    """
+
+    steps: int = cli.option(2000, "optimisation steps (L-BFGS: iterations)", cli.positive_int)
     max_size: int = cli.option(400, "the content's longest side after resizing, in pixels", cli.positive_int)
+    optimizer: str = cli.option(
+        "adam", "adam (--lr, --b1, --b2) or lbfgs (optax.lbfgs: zoom line search, no learning rate)", str
+    )
     lr: float = cli.option(0.003, "Adam's learning rate", cli.positive_float)
     b1: float = cli.option(0.5, "Adam's first-moment decay", cli.non_negative_float)
     b2: float = cli.option(0.999, "Adam's second-moment decay", cli.non_negative_float)
     content_weight: float = cli.option(1.0, "weight of the content loss", cli.non_negative_float)
     style_weight: float = cli.option(100.0, "weight of the style loss", cli.non_negative_float)
-    content_layers: tuple[str, ...] = cli.option(SEED_LAYERS, "VGG19 layers of the content loss, comma-separated", layer_list)
-    style_layers: tuple[str, ...] = cli.option(SEED_LAYERS, "VGG19 layers of the style loss, comma-separated", layer_list)
+    tv_weight: float = cli.option(
+        0.0, "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)",
+        cli.non_negative_float,
+    )
+    content_layers: tuple[str, ...] = cli.option(
+        SEED_LAYERS, "VGG19 layers of the content loss, comma-separated, each optionally name:weight "
+        "(default weight 1)", layer_list,
+    )
+    style_layers: tuple[str, ...] = cli.option(
+        SEED_LAYERS, "VGG19 layers of the style loss, comma-separated, each optionally name:weight "
+        "(default weight 1)", layer_list,
+    )
+    style_blend: tuple[float, ...] = cli.option(
+        (), "weights of several style images, comma-separated, one per --style, normalised to sum 1; "
+        "none given: equal weights", blend_list,
+    )
+    style_scale: float | None = cli.option(
+        None, "resize each style image, keeping its aspect, so its longest side is this times the "
+        "content's (1 = as long as the content; smaller = finer texture); default: squash it to the "
+        "content's exact shape, as the seed does", cli.positive_float,
+    )
     pooling: str = cli.option("max", "VGG19 pooling: max (torchvision) or avg (Gatys et al.)", str)
+    init: str = cli.option(
+        "content", "starting image: content, noise (uniform RGB, seeded by --seed) or an image file "
+        "(resized to the content's shape)", str,
+    )
+    ema: float = cli.option(
+        0.0, "if > 0, output an exponential moving average of the iterates with this decay, e.g. 0.99 "
+        "(0 = off: the last iterate)", cli.non_negative_float,
+    )
+    pyramid: int = cli.option(
+        0, "coarse to fine: optimise at longest sides PYRAMID, PYRAMID*sqrt(2), ... up to --max-size, "
+        "the steps split equally (the last level takes the remainder), each level starting from the "
+        "previous result upsampled (0 = off: one level)", cli.non_negative_int,
+    )
+    original_colors: bool = cli.option(
+        False, "keep the content's colours: the output's luminance (BT.601 Y) from the stylised image, "
+        "its chrominance (Cb, Cr) from the content", bool,
+    )
     steps_per_call: int = cli.option(
         1, "optimisation steps per compiled call (lax.scan); results do not depend on it", cli.positive_int
     )
@@ -53,20 +144,58 @@ class StyleConfig:
         for name in ("steps", "max_size", "steps_per_call"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
             raise ValueError(f"b1 and b2 must be in [0, 1), got {self.b1}, {self.b2}")
-        if self.content_weight < 0 or self.style_weight < 0:
-            raise ValueError("content_weight and style_weight must be >= 0")
-        vgg.check_layers(self.content_layers + self.style_layers)
-        if self.pooling not in ("max", "avg"):
+        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+            raise ValueError("content_weight, style_weight and tv_weight must be >= 0")
+        # Frozen: normalising means going around __setattr__; the values stay hashable tuples.
+        object.__setattr__(self, "content_layers", canonical_layers(self.content_layers))
+        object.__setattr__(self, "style_layers", canonical_layers(self.style_layers))
+        object.__setattr__(self, "style_blend", tuple(float(w) for w in self.style_blend))
+        if any(not w >= 0 for w in self.style_blend) or (self.style_blend and sum(self.style_blend) <= 0):
+            raise ValueError(f"style_blend weights must be >= 0 with a positive sum, got {self.style_blend}")
+        if self.style_scale is not None and not self.style_scale > 0:
+            raise ValueError(f"style_scale must be positive, got {self.style_scale}")
+        if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
+        if not self.init:
+            raise ValueError("init must be content, noise or an image path")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if self.pyramid < 0:
+            raise ValueError(f"pyramid must be >= 0, got {self.pyramid}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32, bfloat16 or float64, got {self.dtype!r}")
 
     @property
     def layers(self) -> tuple[str, ...]:
         """Every layer either loss reads, each once, in network order."""
-        wanted = set(self.content_layers) | set(self.style_layers)
+        wanted = set(self.content_layer_weights) | set(self.style_layer_weights)
         return tuple(name for name in vgg.LAYERS if name in wanted)
+
+    @property
+    def content_layer_weights(self) -> dict[str, float]:
+        return layer_weights(self.content_layers)
+
+    @property
+    def style_layer_weights(self) -> dict[str, float]:
+        return layer_weights(self.style_layers)
+
+    @property
+    def content_layer_names(self) -> tuple[str, ...]:
+        return tuple(self.content_layer_weights)
+
+    @property
+    def style_layer_names(self) -> tuple[str, ...]:
+        return tuple(self.style_layer_weights)
+
+
+def preset(name: str, **overrides: Any) -> StyleConfig:
+    """The config of a preset (see PRESETS), with `overrides` winning over it."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return StyleConfig(**{**PRESETS[name], **overrides})

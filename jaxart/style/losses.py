@@ -1,4 +1,4 @@
-"""Style-transfer losses: the Gram matrix, content loss and style loss (Gatys et al.).
+"""Style-transfer losses: the Gram matrix, content and style losses (Gatys et al.), total variation.
 
 Features are NHWC arrays as `jaxart.vgg.features` returns them; batch size 1 in
 the seed's setting, and every function also works under `vmap`.
@@ -49,3 +49,14 @@ def style_loss(
         g = gram_matrix(f).reshape(style_grams[name].shape)
         total = total + w * jnp.mean(jnp.square(g - style_grams[name])) / (c * h * w_)
     return total
+
+
+def total_variation(images: jax.Array) -> jax.Array:
+    """Total variation of (..., H, W, C) images: the mean squared difference between vertically
+    neighbouring pixels plus that between horizontally neighbouring ones; a scalar.
+
+    Means rather than sums, so the weight that suits one image size suits another.
+    """
+    dy = images[..., 1:, :, :] - images[..., :-1, :, :]
+    dx = images[..., :, 1:, :] - images[..., :, :-1, :]
+    return jnp.mean(jnp.square(dy)) + jnp.mean(jnp.square(dx))
