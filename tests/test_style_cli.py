@@ -138,3 +138,57 @@ def test_help_shows_defaults(capsys):
     for text in ("--steps", "(default: 2000)", "(default: 400)", "(default: 0.003)", "(default: 100.0)",
                  "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"):
         assert text in out, text
+
+
+@pytest.fixture
+def four(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("a", "b", "x", "y"):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(tmp_path / f"{name}.png")
+    return {name: str(tmp_path / f"{name}.png") for name in ("a", "b", "x", "y")}
+
+
+def test_batch_writes_every_combination_and_a_contact_sheet(capsys, tmp_path, four):
+    out, metrics = tmp_path / "out.png", tmp_path / "m.jsonl"
+    code, stdout, err = run_in_process(
+        capsys, "--content", four["a"], four["b"], "--style", four["x"], four["y"], "--output", str(out),
+        "--weights", "random", "--max-size", "32", "--steps", "3", "--save-every", "2", "--metrics", str(metrics))
+    assert code == 0, err
+    for c in "ab":
+        for s in "xy":
+            assert (tmp_path / f"out_{c}_{s}.png").is_file() and (tmp_path / f"out_{c}_{s}.step00002.png").is_file()
+    with Image.open(tmp_path / "out_grid.png") as sheet:  # 3x3 tiles of 32x24 with 2 px padding
+        assert sheet.size == (3 * 34 + 2, 3 * 26 + 2)
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(records) == 3 * 4
+    assert {(Path(r["content"]).stem, Path(r["style"]).stem) for r in records} == {
+        ("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")}
+    assert "4 pairs at 32x24" in stdout
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--style-blend", "1,1"], "give one --content"),
+    (["--optimizer", "lbfgs"], "one batch: Adam at one scale"),
+    (["--pyramid", "16"], "one batch: Adam at one scale"),
+])
+def test_batch_refusals(capsys, tmp_path, four, extra, message):
+    code, _, err = run_in_process(capsys, "--content", four["a"], four["b"], "--style", four["x"], four["y"],
+                                  "--output", str(tmp_path / "o.png"), "--weights", "random", *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.glob("o*"))
+
+
+def test_batch_refuses_contents_of_different_shapes(capsys, tmp_path, four):
+    Image.new("RGB", (40, 40)).save(tmp_path / "square.png")
+    code, _, err = run_in_process(capsys, "--content", four["a"], str(tmp_path / "square.png"),
+                                  "--style", four["x"], "--output", str(tmp_path / "o.png"), "--weights", "random")
+    assert code == 2 and "one aspect ratio" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_style_blend_runs_one_transfer(capsys, tmp_path, four):
+    out = tmp_path / "blend.png"
+    code, stdout, err = run_in_process(capsys, "--content", four["a"], "--style", four["x"], four["y"],
+                                       "--style-blend", "0.7,0.3", "--output", str(out), "--weights", "random",
+                                       "--max-size", "32", "--steps", "2")
+    assert code == 0, err
+    assert out.is_file() and not list(tmp_path.glob("blend_*"))

@@ -51,11 +51,10 @@ class GANConfig:
     seed: int = _field(0, "seed of initialisation, data order and noise", cli.non_negative_int, fixed=True)
     checkpoint_every: int = _field(2000, "save a checkpoint every this many steps (and at the end)", cli.positive_int)
     keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep", cli.positive_int)
-    # 1 by default: on a 2-core CPU a step is compute-bound, and longer scans measured slower.
-    steps_per_call: int = _field(
-        1, "steps per compiled call (lax.scan over device-resident data); mlp results do not depend on it, "
-        "dcgan's can differ in the last bits (XLA compiles convolutions in a loop differently)",
-        cli.positive_int,
+    steps_per_call: int | None = _field(
+        None, "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
+        "dcgan 1); mlp results do not depend on it, dcgan's can differ in the last bits (XLA compiles "
+        "convolutions in a loop differently)", cli.positive_int,
     )
     # Not `fixed`: evaluation draws from its own key and leaves the training trajectory alone.
     eval_every: int = _field(

@@ -26,6 +26,7 @@ from jaxart.files import atomic_write
 from jaxart.gan.checkpoint import Checkpoints, check_resumable, run_meta
 from jaxart.gan.config import GANConfig
 from jaxart.gan.evaluate import REPORT_FILE, eval_config, evaluate_state, load_judge_and_reference, summary
+from jaxart.gan.models import steps_per_call
 from jaxart.gan.train import GANState, init_state, run_keys, sample, train_steps
 from jaxart.images import make_grid, save_image
 from jaxart.plots import save_loss_curves
@@ -115,13 +116,13 @@ def epoch_order(key: jax.Array, epoch: int, num_images: int, num_batches: int, b
     return order[: num_batches * batch_size].astype(np.int32)
 
 
-def call_length(step: int, boundary: int, steps_per_call: int) -> int:
-    """Steps in the next compiled call: `steps_per_call`, or single steps up to a boundary.
+def call_length(step: int, boundary: int, per_call: int) -> int:
+    """Steps in the next compiled call: `per_call`, or single steps up to a boundary.
 
     Single steps before an epoch end or a checkpoint compile once, where
     arbitrary remainders would compile one scan per length.
     """
-    return steps_per_call if boundary - step >= steps_per_call else 1
+    return per_call if boundary - step >= per_call else 1
 
 
 def save_preview(path: Path, state: GANState, key: jax.Array) -> None:
@@ -202,7 +203,7 @@ def train(config: GANConfig) -> GANState:
                     while step < epoch_end:
                         next_stop = min(epoch_end, boundary(step, config.checkpoint_every),
                                         boundary(step, config.eval_every))
-                        length = call_length(step, next_stop, config.steps_per_call)
+                        length = call_length(step, next_stop, steps_per_call(config))
                         start = step - epoch * steps_per_epoch
                         state, metrics = train_steps(state, images, order, start, keys.train, length=length)
                         pending.append((step, metrics))

@@ -154,12 +154,16 @@ def dcgan(config: GANConfig) -> tuple[nn.Module, nn.Module]:
 class Architecture(NamedTuple):
     build: Callable[[GANConfig], tuple[nn.Module, nn.Module]]  # config -> (generator, discriminator)
     b1: float  # Adam's b1 when the config leaves it unset: what the architecture was published with
+    # Steps per compiled call when the config leaves it unset: the fastest measured on CPU
+    # (benchmarks/RESULTS.md): a scan saves the MLP's per-call dispatch, while XLA's CPU
+    # convolutions run ~10x slower inside a loop body.
+    steps_per_call: int
 
 
 # `--model` chooses among the keys.
 MODELS: dict[str, Architecture] = {
-    "mlp": Architecture(mlp, 0.9),  # the seed: torch.optim.Adam's default betas
-    "dcgan": Architecture(dcgan, 0.5),  # Radford et al.: Adam(2e-4, b1 0.5)
+    "mlp": Architecture(mlp, 0.9, 50),  # the seed: torch.optim.Adam's default betas
+    "dcgan": Architecture(dcgan, 0.5, 1),  # Radford et al.: Adam(2e-4, b1 0.5)
 }
 
 
@@ -174,6 +178,11 @@ def architecture(config: GANConfig) -> Architecture:
 def make_models(config: GANConfig) -> tuple[nn.Module, nn.Module]:
     """The (generator, discriminator) pair named by `config.model`."""
     return architecture(config).build(config)
+
+
+def steps_per_call(config: GANConfig) -> int:
+    """`config.steps_per_call`, or the model's own when unset."""
+    return architecture(config).steps_per_call if config.steps_per_call is None else config.steps_per_call
 
 
 def adam_b1(config: GANConfig) -> float:

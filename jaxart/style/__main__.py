@@ -1,6 +1,7 @@
-"""python -m jaxart.style [--content C] [--style S [S ...]] [--output O] [--preset P] [options]
+"""python -m jaxart.style [--content C [C ...]] [--style S [S ...]] [--output O] [--preset P] [options]
 
 With no arguments, stylises the bundled examples/content.png with examples/style.png.
+Several contents or styles (without --style-blend) run as one batch: every combination.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import jax
 import numpy as np
 
 from jaxart import cli, images, weights
 from jaxart.files import atomic_path, check_output_path
-from jaxart.style import pyramid
+from jaxart.style import batch, pyramid
 from jaxart.style.config import DTYPES, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
 from jaxart.style.transfer import METRICS, check_sizes, initial_image, iterate, result_image
 
@@ -39,10 +40,12 @@ def parser(preset: str = "seed") -> cli.ArgumentParser:
         prog="python -m jaxart.style",
         description="Neural style transfer (Gatys et al.): keep one picture's content, take another's style.",
     )
-    p.add_argument("--content", default=str(EXAMPLES / "content.png"), help="content image")
+    p.add_argument("--content", nargs="+", default=[str(EXAMPLES / "content.png")],
+                   help="content image(s); several run as one batch, every content with every style")
     p.add_argument("--style", nargs="+", default=[str(EXAMPLES / "style.png")],
-                   help="style image(s), blended by --style-blend; resized to the content's shape unless "
-                   "--style-scale is given")
+                   help="style image(s); several are blended into one with --style-blend, else each is used "
+                   "separately (one batch: every content x style, plus a contact sheet); resized to the "
+                   "content's shape unless --style-scale is given")
     p.add_argument("--output", default="stylized.png", help="output image: .png, .jpg or .webp")
     p.add_argument("--weights", default=None,
                    help="VGG19 weights: a converted folder, a torchvision .pth file, or 'random' "
@@ -112,6 +115,80 @@ def load_weights(source: str | None, seed: int) -> Any:
     return params
 
 
+class Run(NamedTuple):
+    """What a finished optimisation left: its last state, each metric's history (steps,) or
+    (pairs, steps), and its seconds."""
+
+    state: Any
+    history: dict[str, np.ndarray]
+    seconds: float
+
+
+def optimise(
+    calls: Iterator[tuple[int, Any, dict[str, np.ndarray]]],
+    config: StyleConfig,
+    desc: str,
+    log: TextIO | None = None,
+    labels: Sequence[dict[str, str]] | None = None,
+    stops: tuple[int, ...] = (),
+    on_stop: Callable[[int, Any], None] | None = None,
+) -> Run:
+    """Drives `iterate` (or `iterate_batch`, then `labels` names each pair) under a progress bar,
+    writing one JSON line per step (and pair) to `log` and calling `on_stop(step, state)` at
+    each of `stops`."""
+    from tqdm import tqdm  # deferred: only the CLI draws progress bars
+
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
+    with tqdm(total=config.steps, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
+        start = time.perf_counter()
+        done_before, seconds_before, state = 0, 0.0, None
+        for done, state, metrics in calls:
+            seconds = time.perf_counter() - start
+            n = done - done_before
+            per_pair = [metrics] if labels is None else [{k: v[i] for k, v in metrics.items()} for i in range(len(labels))]
+            if log is not None:
+                for i in range(n):
+                    # Steps inside one compiled call share its time, spread evenly.
+                    at = round(seconds_before + (i + 1) / n * (seconds - seconds_before), 6)
+                    for p, pair in enumerate(per_pair):
+                        record = {**(labels[p] if labels else {}), "step": done_before + i,
+                                  **{name: float(pair[name][i]) for name in METRICS}, "seconds": at}
+                        log.write(json.dumps(record) + "\n")
+            for name in METRICS:
+                chunks[name].append(metrics[name])
+            if on_stop is not None and done in stops:
+                on_stop(done, state)
+            bar.set_postfix(content=f"{float(np.mean(metrics['content_loss'][..., -1])):.4g}",
+                            style=f"{float(np.mean(metrics['style_loss'][..., -1])):.4g}")
+            bar.update(n)
+            done_before, seconds_before = done, seconds
+    history = {name: np.concatenate(parts, axis=-1) for name, parts in chunks.items()}
+    return Run(state, history, time.perf_counter() - start)
+
+
+def metrics_log(stack: contextlib.ExitStack, path: Path | None) -> TextIO | None:
+    """The metrics file, written atomically when the run ends well (None: no log)."""
+    return stack.enter_context(open(stack.enter_context(atomic_path(path)), "w")) if path else None
+
+
+def save_plot(output: Path, history: dict[str, np.ndarray], title: str) -> Path:
+    """The loss curves beside the output; a batch plots its pairs' mean."""
+    from jaxart.plots import save_loss_curves
+
+    curves = {k: np.mean(np.atleast_2d(history[k]), axis=0) for k in ("content_loss", "style_loss", "loss")}
+    return save_loss_curves(loss_plot_path(output), curves, title=title)
+
+
+def summary(shape: tuple[int, ...], run: Run, config: StyleConfig, written: Sequence[Path], pairs: int = 1) -> str:
+    h, w = shape[:2]
+    what = f"stylised {w}x{h}" if pairs == 1 else f"stylised {pairs} pairs at {w}x{h}"
+    last = {k: float(np.mean(run.history[k][..., -1])) for k in ("content_loss", "style_loss")}
+    mean = "" if pairs == 1 else " (mean over pairs)"
+    return (f"{what} in {run.seconds:.1f} s ({config.steps / run.seconds:.2f} steps/s); final content loss "
+            f"{last['content_loss']:.4g}, style loss {last['style_loss']:.4g}{mean}; wrote "
+            f"{', '.join(str(p) for p in written)}")
+
+
 def run_transfer(
     inputs: Inputs,
     params: Any,
@@ -121,46 +198,65 @@ def run_transfer(
     save_every: int | None = None,
     title: str = "",
 ) -> str:
-    """Runs one transfer under a progress bar; writes the output, its loss plot, the snapshots
-    and the metrics log. Returns the summary line."""
-    from tqdm import tqdm  # deferred: only the CLI draws progress bars
-
+    """Runs one transfer; writes the output, its loss plot, the snapshots and the metrics log.
+    Returns the summary line."""
     stops = tuple(range(save_every, config.steps, save_every)) if save_every else ()
-    history: dict[str, list[float]] = {name: [] for name in METRICS}
+
+    def snapshot(step: int, state: Any) -> None:
+        images.save_image(snapshot_path(output, step), result_image(state, inputs.content, config))
+
     h, w = inputs.content.shape[:2]
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(stack.enter_context(atomic_path(metrics_path)), "w")) if metrics_path else None
-        bar = stack.enter_context(tqdm(total=config.steps, desc=f"stylising {w}x{h}", unit="step",
-                                       file=sys.stderr, dynamic_ncols=True, disable=None))
-        start = time.perf_counter()
-        done_before, seconds_before, state = 0, 0.0, None
-        for done, state, metrics in iterate(inputs.content, inputs.styles, params, config, stops, inputs.init):
-            seconds = time.perf_counter() - start
-            n = done - done_before
-            if log is not None:
-                for i in range(n):
-                    record = {"step": done_before + i, **{name: float(metrics[name][i]) for name in METRICS},
-                              # Steps inside one compiled call share its time, spread evenly.
-                              "seconds": round(seconds_before + (i + 1) / n * (seconds - seconds_before), 6)}
-                    log.write(json.dumps(record) + "\n")
-            for name in METRICS:
-                history[name].extend(float(v) for v in metrics[name])
-            if done in stops:
-                images.save_image(snapshot_path(output, done), result_image(state, inputs.content, config))
-            bar.set_postfix(content=f"{history['content_loss'][-1]:.4g}", style=f"{history['style_loss'][-1]:.4g}")
-            bar.update(n)
-            done_before, seconds_before = done, seconds
-        total = time.perf_counter() - start
-    images.save_image(output, result_image(state, inputs.content, config))
-    from jaxart.plots import save_loss_curves
+        calls = iterate(inputs.content, inputs.styles, params, config, stops, inputs.init)
+        run = optimise(calls, config, f"stylising {w}x{h}", metrics_log(stack, metrics_path),
+                       stops=stops, on_stop=snapshot)
+    written = [images.save_image(output, result_image(run.state, inputs.content, config)),
+               save_plot(output, run.history, title)]
+    return summary(inputs.content.shape, run, config, written + ([metrics_path] if metrics_path else []))
 
-    plot = save_loss_curves(loss_plot_path(output), {k: history[k] for k in ("content_loss", "style_loss", "loss")},
-                            title=title)
-    written = f"{output}, {plot}" + (f", {metrics_path}" if metrics_path else "")
-    return (
-        f"stylised {w}x{h} in {total:.1f} s ({config.steps / total:.2f} steps/s); final content loss "
-        f"{history['content_loss'][-1]:.4g}, style loss {history['style_loss'][-1]:.4g}; wrote {written}"
-    )
+
+def check_batch(config: StyleConfig) -> None:
+    """Refuses options a batch cannot honour (before any work is done)."""
+    if config.style_blend:
+        raise cli.InputError("--style-blend blends styles for one content; give one --content")
+    if config.style_scale is not None or config.optimizer != "adam" or config.pyramid:
+        raise cli.InputError("several contents or styles run as one batch: Adam at one scale, styles at "
+                             "the content's shape (no --style-scale, --optimizer lbfgs or --pyramid)")
+
+
+def run_batch(
+    content_files: Sequence[str],
+    style_files: Sequence[str],
+    contents: np.ndarray,
+    styles: np.ndarray,
+    params: Any,
+    config: StyleConfig,
+    output: Path,
+    metrics_path: Path | None = None,
+    save_every: int | None = None,
+) -> str:
+    """Every content x style combination (images from `batch.load_images`) in one compiled,
+    vmapped optimisation; writes each result, a contact sheet, the loss plot (pairs' mean),
+    snapshots and the metrics log (one line per step and pair, naming the pair). Returns the
+    summary line."""
+    paths = batch.output_paths(output, content_files, style_files)
+    pair_contents, pair_styles = batch.combinations(contents, styles)
+    labels = [{"content": str(c), "style": str(s)} for c in content_files for s in style_files]
+    stops = tuple(range(save_every, config.steps, save_every)) if save_every else ()
+
+    def snapshot(step: int, states: Any) -> None:
+        for path, image in zip(paths, batch.batch_results(states, pair_contents, config)):
+            images.save_image(snapshot_path(path, step), image)
+
+    h, w = contents.shape[1:3]
+    with contextlib.ExitStack() as stack:
+        calls = batch.iterate_batch(pair_contents, pair_styles, params, config, stops=stops)
+        run = optimise(calls, config, f"stylising {len(labels)} pairs at {w}x{h}",
+                       metrics_log(stack, metrics_path), labels, stops, snapshot)
+    results = batch.batch_results(run.state, pair_contents, config)
+    written = batch.save_results(output, content_files, style_files, contents, styles, results)
+    written.append(save_plot(output, run.history, f"{len(labels)} pairs (mean)"))
+    return summary(contents.shape[1:], run, config, written + ([metrics_path] if metrics_path else []), len(labels))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,9 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     output = images.check_image_output(args.output)
     metrics_path = check_output_path(args.metrics) if args.metrics else None
-    inputs = load_inputs(args.content, args.style, config)
+    if len(args.content) > 1 or (len(args.style) > 1 and not config.style_blend):
+        check_batch(config)
+        batch.output_paths(output, args.content, args.style)
+        contents, styles = batch.load_images(args.content, args.style, config)
+        params = load_weights(args.weights, config.seed)
+        print(run_batch(args.content, args.style, contents, styles, params, config, output, metrics_path,
+                        args.save_every))
+        return 0
+    inputs = load_inputs(args.content[0], args.style, config)
     params = load_weights(args.weights, config.seed)
-    title = f"{Path(args.content).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
+    title = f"{Path(args.content[0]).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
     print(run_transfer(inputs, params, config, output, metrics_path, args.save_every, title))
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from jaxart.style.transfer import (
     METRICS,
     State,
     Targets,
+    call_lengths,
     check_sizes,
     compute_targets,
     init_state,
@@ -62,6 +63,44 @@ def _weights(values: Sequence[float] | np.ndarray | None, default: float, count:
     return jnp.asarray(values)
 
 
+def iterate_batch(
+    contents: np.ndarray,
+    styles: np.ndarray,
+    params: Any,
+    config: StyleConfig = StyleConfig(),
+    content_weights: Sequence[float] | np.ndarray | None = None,
+    style_weights: Sequence[float] | np.ndarray | None = None,
+    stops: tuple[int, ...] = (),
+) -> Iterator[tuple[int, State, dict[str, np.ndarray]]]:
+    """`iterate` over B pairs at once: yields (steps done, states with leading axis B,
+    {metric: (B, steps in this call)}) after each compiled call. Arguments as `stylize_batch`;
+    `stops` are step counts at which a call must end."""
+    contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
+    if contents.ndim != 4 or contents.shape != styles.shape:
+        raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
+    if config.optimizer != "adam" or config.pyramid:
+        raise ValueError("a batch runs Adam at one scale: use optimizer adam and pyramid 0")
+    check_sizes(contents.shape[1:], [styles.shape[1:]], config)
+    count = len(contents)
+    targets = batch_targets(
+        params, vgg.normalize(jnp.asarray(contents)), vgg.normalize(jnp.asarray(styles)),
+        _weights(content_weights, config.content_weight, count, "content_weights"),
+        _weights(style_weights, config.style_weight, count, "style_weights"), config,
+    )
+    starts = np.stack([initial_image(content, config) for content in contents])
+    states = jax.vmap(lambda image: init_state(image, config))(vgg.normalize(jnp.asarray(starts)))
+    for done, num_steps in call_lengths(config.steps, config.steps_per_call, stops):
+        states, metrics = batch_train_steps(states, params, targets, config, num_steps)
+        yield done + num_steps, states, jax.device_get(metrics)
+
+
+def batch_results(states: State, contents: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """Each pair's output image (see `result_image`): (B, H, W, 3) float32 RGB in [0, 1]."""
+    return np.stack([
+        result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)
+    ])
+
+
 def stylize_batch(
     contents: np.ndarray,
     styles: np.ndarray,
@@ -81,30 +120,13 @@ def stylize_batch(
       (images, history): (B, H, W, 3) float32 RGB in [0, 1], and {"loss", "content_loss",
       "style_loss"}: (B, steps) float32, each step's value before its update.
     """
-    contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
-    if contents.ndim != 4 or contents.shape != styles.shape:
-        raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
-    if config.optimizer != "adam" or config.pyramid:
-        raise ValueError("stylize_batch runs Adam at one scale: use optimizer='adam' and pyramid=0")
-    check_sizes(contents.shape[1:], [styles.shape[1:]], config)
-    count = len(contents)
-    targets = batch_targets(
-        params, vgg.normalize(jnp.asarray(contents)), vgg.normalize(jnp.asarray(styles)),
-        _weights(content_weights, config.content_weight, count, "content_weights"),
-        _weights(style_weights, config.style_weight, count, "style_weights"), config,
-    )
-    starts = np.stack([initial_image(content, config) for content in contents])
-    states = jax.vmap(lambda image: init_state(image, config))(vgg.normalize(jnp.asarray(starts)))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-    for done in range(0, config.steps, config.steps_per_call):
-        num_steps = min(config.steps_per_call, config.steps - done)
-        states, metrics = batch_train_steps(states, params, targets, config, num_steps)
+    states = None
+    for _, states, metrics in iterate_batch(contents, styles, params, config, content_weights, style_weights):
         for name in METRICS:
-            chunks[name].append(np.asarray(metrics[name]))
-    results = np.stack([
-        result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)
-    ])
-    return results, {name: np.concatenate(parts, axis=1) for name, parts in chunks.items()}
+            chunks[name].append(metrics[name])
+    history = {name: np.concatenate(parts, axis=1) for name, parts in chunks.items()}
+    return batch_results(states, np.asarray(contents, np.float32), config), history
 
 
 def load_images(

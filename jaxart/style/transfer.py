@@ -9,7 +9,7 @@ them every step).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -224,6 +224,19 @@ def result_image(state: State, content: np.ndarray, config: StyleConfig) -> np.n
     return np.asarray(output_image(state.result, content if config.original_colors else None))
 
 
+def call_lengths(
+    end: int, steps_per_call: int, stops: Iterable[int] = (), start: int = 0
+) -> Iterator[tuple[int, int]]:
+    """(steps done before, steps in this call) of each compiled call from `start` to `end`:
+    calls of at most `steps_per_call` steps, ending at every stop on the way."""
+    done = start
+    for boundary in sorted({s for s in stops if start < s < end} | {end}):
+        while done < boundary:
+            n = min(steps_per_call, boundary - done)
+            yield done, n
+            done += n
+
+
 def iterate(
     content: np.ndarray,
     style: np.ndarray | Sequence[np.ndarray],
@@ -253,7 +266,6 @@ def iterate(
     image = vgg.normalize(jnp.asarray(initial_image(content, config) if init is None else init))
     shapes = pyramid.level_shapes(content.shape[:2], config)
     ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
-    boundaries = sorted({s for s in stops if 0 < s < config.steps} | set(ends))
     done = 0
     for shape, end in zip(shapes, ends):
         level_styles = [pyramid.resize(s, pyramid.style_shape(s.shape[:2], shape, config)) for s in styles]
@@ -262,12 +274,10 @@ def iterate(
         )
         # Normalisation is affine per channel, so resizing commutes with it.
         state = init_state(pyramid.resize(image, shape), config)
-        while done < end:
-            upcoming = next(b for b in boundaries if b > done)
-            n = min(config.steps_per_call, upcoming - done)
+        for before, n in call_lengths(end, config.steps_per_call, stops, start=done):
             state, metrics = train_steps(state, params, targets, config, n)
-            done += n
-            yield done, state, jax.device_get(metrics)
+            yield before + n, state, jax.device_get(metrics)
+        done = end
         image = state.result
 
 
