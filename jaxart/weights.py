@@ -17,7 +17,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 
 from jaxart import cli, vgg
 from jaxart.cli import InputError
+from jaxart.files import replace_folder
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
@@ -156,22 +156,13 @@ def save(params: Mapping[str, Any], folder: str | os.PathLike, source: str) -> P
     """Writes params as an orbax checkpoint in `folder` (replacing it) with a note of the source."""
     import orbax.checkpoint as ocp
 
-    folder = Path(folder).expanduser().resolve()
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, params))
-        ckptr.wait_until_finished()
-    (tmp / _SOURCE_FILE).write_text(json.dumps({"source": source, "format": "flax-hwio-float32"}) + "\n")
-    # Swap in whole: a reader sees the old cache or the new one, never half of one.
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    def write(tmp: Path) -> None:
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, params))
+            ckptr.wait_until_finished()
+        (tmp / _SOURCE_FILE).write_text(json.dumps({"source": source, "format": "flax-hwio-float32"}) + "\n")
+
+    return replace_folder(folder, write)
 
 
 def load_converted(folder: str | os.PathLike) -> dict[str, dict[str, jax.Array]]:

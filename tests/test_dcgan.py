@@ -8,7 +8,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxart import cli, data
 from jaxart.gan import GANConfig, init_state, run_keys, sample, train_step

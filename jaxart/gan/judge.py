@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ import optax
 
 from jaxart import cli, data
 from jaxart.cli import InputError
+from jaxart.files import replace_folder
 from jaxart.weights import weights_dir
 
 NUM_CLASSES = 10
@@ -233,21 +233,14 @@ def save_judge(folder: str | os.PathLike, judge: Judge) -> Path:
 
     folder = Path(folder).expanduser().resolve()
     check_replaceable(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, judge.params))
-        ckptr.wait_until_finished()
-    (tmp / _META_FILE).write_text(json.dumps(judge.meta, indent=2) + "\n")
-    # Swap in whole: a reader sees the old cache or the new one, never half of one.
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+
+    def write(tmp: Path) -> None:
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, judge.params))
+            ckptr.wait_until_finished()
+        (tmp / _META_FILE).write_text(json.dumps(judge.meta, indent=2) + "\n")
+
+    return replace_folder(folder, write)
 
 
 def load_judge(folder: str | os.PathLike) -> Judge:
