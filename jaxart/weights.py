@@ -128,7 +128,8 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad files; all mean the same here
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = f"{type(e).__name__}: {message}" if message else type(e).__name__
         raise WeightsError(f"{str(path)!r} is not a readable PyTorch state_dict file ({reason[:200]})") from None
     if not isinstance(state_dict, Mapping):
         raise WeightsError(f"{str(path)!r} holds a {type(state_dict).__name__}, not a state_dict")
