@@ -17,8 +17,10 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or action.default == "":
             return action.help
+        if action.default is False:
+            return f"{action.help} (default: off)"
         return super()._get_help_string(action)
 
 

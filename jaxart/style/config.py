@@ -101,8 +101,9 @@ class StyleConfig:
         "(default weight 1)", layer_list,
     )
     style_blend: tuple[float, ...] = cli.option(
-        (), "weights of several style images, comma-separated, one per --style, normalised to sum 1; "
-        "none given: equal weights", blend_list,
+        (), "blend several --style images into one style with these weights, comma-separated, normalised "
+        "to sum 1 (without it the command line runs several styles separately, as a batch; stylize() "
+        "blends them equally)", blend_list,
     )
     style_scale: float | None = cli.option(
         None, "resize each style image, keeping its aspect, so its longest side is this times the "
