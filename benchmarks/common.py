@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -46,3 +51,24 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def random_vgg19() -> tuple[dict[str, Any], Any]:
+    """torchvision's vgg19() after torch.manual_seed(0), as (its state_dict, the converted Flax
+    params): the benchmarks' stand-in for the pretrained weights, whose values speed ignores."""
+    import torch
+    import torchvision
+
+    from jaxart import weights
+
+    torch.manual_seed(0)
+    state_dict = torchvision.models.vgg19().state_dict()
+    return state_dict, weights.convert_state_dict(state_dict)
+
+
+def example_pair(max_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled content and style, read as the seed reads them: (H, W, 3) float32 in [0, 1]."""
+    from jaxart import images
+
+    content = images.load_image(EXAMPLES / "content.png", max_size=max_size)
+    return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])

@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import torch
-import torchvision
 
 from benchmarks import seed_style as seed
-from benchmarks.common import machine
-from jaxart import images, vgg, weights
+from benchmarks.common import EXAMPLES, example_pair, machine, random_vgg19
+from jaxart import vgg
 from jaxart.style import StyleConfig, pyramid
 from jaxart.style.transfer import compute_targets, init_state, iterate, train_steps
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def torch_threshold(state_dict, size: int, steps: int) -> float:
@@ -80,11 +75,8 @@ def main() -> None:
     parser.add_argument("--torch-threshold", action="store_true", help="take the threshold from the PyTorch loop")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    state_dict = torchvision.models.vgg19().state_dict()
-    params = weights.convert_state_dict(state_dict)
-    content = images.load_image(EXAMPLES / "content.png", max_size=args.size)
-    style = images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
+    state_dict, params = random_vgg19()
+    content, style = example_pair(args.size)
     print(machine())
     with open("/proc/loadavg") as f:
         print(f"load average at start: {' '.join(f.read().split()[:3])} (1, 5, 15 min)")

@@ -54,10 +54,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return Path(path)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
 def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Fills a fresh temporary folder with `write(tmp)`, then swaps it in for `folder` whole:
     a reader sees the old folder or the new one, never half of one."""
