@@ -49,8 +49,10 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return (
+        f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
 
 
 def random_vgg19() -> tuple[dict[str, Any], Any]:

@@ -41,8 +41,10 @@ def row(name: str, record: dict, epochs: int = 0, steps: int = 0, seconds: float
     if epochs:
         full = seconds * FULL_EPOCHS / epochs / 60
         training = [str(epochs), str(steps), f"{seconds / 60:.1f} min", f"{steps / seconds:.0f}", f"{full:.0f} min"]
-    return (f"| {name} | {' | '.join(training)} | {record['fcd']:.2f} | {record['inception_score']:.2f} | {record['kl_to_uniform']:.3f} | "
-            f"{len(record['missing_classes'])} | {record['precision']:.3f} | {record['recall']:.3f} |")
+    return (
+        f"| {name} | {' | '.join(training)} | {record['fcd']:.2f} | {record['inception_score']:.2f} | {record['kl_to_uniform']:.3f} | "
+        f"{len(record['missing_classes'])} | {record['precision']:.3f} | {record['recall']:.3f} |"
+    )
 
 
 def main() -> None:
@@ -51,8 +53,12 @@ def main() -> None:
     parser.add_argument("--dcgan-epochs", type=int, default=2, help="epochs of the DCGAN")
     parser.add_argument("--num", type=int, default=10_000, help="samples scored per model")
     parser.add_argument("--workdir", default="runs/gan-quality", help="folder of the runs and their eval.jsonl")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch threads for the seed (its default OpenMP threads crawl on a shared 2-core CPU)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads for the seed (its default OpenMP threads crawl on a shared 2-core CPU)",
+    )
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
@@ -73,12 +79,16 @@ def main() -> None:
     steps = seed.train(args.epochs * steps_per_epoch)
     seconds = time.perf_counter() - start
     (workdir / "seed-torch").mkdir(parents=True, exist_ok=True)
-    record = evaluate_generator(lambda key, n: seed.sample(n), jax.random.key(0), workdir / "seed-torch",
-                                judge, reference, config, step=steps)
+    record = evaluate_generator(
+        lambda key, n: seed.sample(n), jax.random.key(0), workdir / "seed-torch", judge, reference, config, step=steps
+    )
     rows.append(row(f"seed MLP, PyTorch ({args.torch_threads} thread)", record, args.epochs, steps, seconds))
     print(rows[-1], flush=True)
 
-    for name, model, epochs in (("seed MLP, jaxart", "mlp", args.epochs), ("DCGAN, jaxart", "dcgan", args.dcgan_epochs)):
+    for name, model, epochs in (
+        ("seed MLP, jaxart", "mlp", args.epochs),
+        ("DCGAN, jaxart", "dcgan", args.dcgan_epochs),
+    ):
         run = GANConfig(workdir=str(workdir / model), model=model, epochs=epochs, checkpoint_every=steps_per_epoch)
         start = time.perf_counter()
         state = train(run)  # includes compilation, per-epoch previews and checkpoints
@@ -87,10 +97,14 @@ def main() -> None:
         rows.append(row(name, record, epochs, int(state.step), seconds))
         print(rows[-1], flush=True)
 
-    print(f"\n{args.num} samples each vs the {len(reference.features)} MNIST test images; judge test accuracy "
-          f"{judge.test_accuracy:.2%}\n")
-    print("| model | epochs | steps | train time | steps/s | 100 epochs (projected) | FCD | score | KL to uniform "
-          "| missing classes | precision | recall |")
+    print(
+        f"\n{args.num} samples each vs the {len(reference.features)} MNIST test images; judge test accuracy "
+        f"{judge.test_accuracy:.2%}\n"
+    )
+    print(
+        "| model | epochs | steps | train time | steps/s | 100 epochs (projected) | FCD | score | KL to uniform "
+        "| missing classes | precision | recall |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 

@@ -116,9 +116,11 @@ def main() -> None:
     config = GANConfig()
     flops = step_flops(images, config)
     peak = matmul_peak_gflops()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); {len(images)} images, batch {BATCH}, "
-          f"{args.steps} timed steps, best of {args.repeats}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); {len(images)} images, batch {BATCH}, "
+        f"{args.steps} timed steps, best of {args.repeats}"
+    )
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
 
     as_written = mnist_as_written(images, dataset.labels, tempfile.mkdtemp())
@@ -139,8 +141,10 @@ def main() -> None:
         rate = best_rate(run, args.steps, warmup, args.repeats)
         seed_rate = seed_rate or rate
         gflops = rate * flops / 1e9
-        print(f"{name:34} {rate:9.0f} {rate / seed_rate:7.2f} {FULL_JOB_STEPS / rate / 60:9.1f} m "
-              f"{gflops:8.2f} {100 * gflops / peak:6.1f}%")
+        print(
+            f"{name:34} {rate:9.0f} {rate / seed_rate:7.2f} {FULL_JOB_STEPS / rate / 60:9.1f} m "
+            f"{gflops:8.2f} {100 * gflops / peak:6.1f}%"
+        )
 
 
 if __name__ == "__main__":

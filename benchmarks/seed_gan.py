@@ -26,8 +26,12 @@ def mnist_as_written(images: np.ndarray, labels: np.ndarray, root: str | os.Path
 
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name, array in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels),
-                        ("t10k-images-idx3-ubyte", images[:1]), ("t10k-labels-idx1-ubyte", labels[:1])):
+    for name, array in (
+        ("train-images-idx3-ubyte", images),
+        ("train-labels-idx1-ubyte", labels),
+        ("t10k-images-idx3-ubyte", images[:1]),
+        ("t10k-labels-idx1-ubyte", labels[:1]),
+    ):
         header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
         (raw / name).write_bytes(header + np.ascontiguousarray(array, np.uint8).tobytes())
     return datasets.MNIST(str(root), train=True, transform=transforms.ToTensor())
@@ -43,10 +47,22 @@ class SeedGAN:
     def __init__(self, images: np.ndarray, seed: int | None = None, dataset=None):
         if seed is not None:
             torch.manual_seed(seed)
-        self.D = nn.Sequential(nn.Linear(IMAGE, HIDDEN), nn.LeakyReLU(0.2), nn.Linear(HIDDEN, HIDDEN),
-                               nn.LeakyReLU(0.2), nn.Linear(HIDDEN, 1), nn.Sigmoid())
-        self.G = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
-                               nn.Linear(HIDDEN, IMAGE), nn.Sigmoid())
+        self.D = nn.Sequential(
+            nn.Linear(IMAGE, HIDDEN),
+            nn.LeakyReLU(0.2),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.LeakyReLU(0.2),
+            nn.Linear(HIDDEN, 1),
+            nn.Sigmoid(),
+        )
+        self.G = nn.Sequential(
+            nn.Linear(LATENT, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, IMAGE),
+            nn.Sigmoid(),
+        )
         self.loss_fn = nn.BCELoss()
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4)
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=2e-4)

@@ -115,5 +115,6 @@ def main() -> None:
     print(f"\nbfloat16 vs float32 convolutions, {args.size}px, {args.steps} steps (Gram matrices, losses float32):")
     bfloat16_errors(contents[0], styles[0], params, config)
 
+
 if __name__ == "__main__":
     main()

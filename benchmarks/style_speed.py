@@ -16,7 +16,13 @@ import jax
 
 from benchmarks import seed_style as seed
 from benchmarks.common import (
-    EXAMPLES, compiled_flops, example_pair, machine, matmul_peak_gflops, random_vgg19, seconds,
+    EXAMPLES,
+    compiled_flops,
+    example_pair,
+    machine,
+    matmul_peak_gflops,
+    random_vgg19,
+    seconds,
 )
 from jaxart import vgg
 from jaxart.style import StyleConfig
@@ -75,8 +81,10 @@ def main() -> None:
         for k in [1, *args.k]:
             t, flops = jaxart_seconds_per_step(params, content, style, args.steps, k)
             name = "jaxart, 1 step/call" if k == 1 else f"jaxart, {k} steps/call"
-            print(f"{w:>4}x{h:<4} {name:28} {t:8.3f} {base / t:7.2f} {flops / 1e9:10.2f} "
-                  f"{flops / t / 1e9:8.1f} {100 * flops / t / 1e9 / peak:6.1f}%")
+            print(
+                f"{w:>4}x{h:<4} {name:28} {t:8.3f} {base / t:7.2f} {flops / 1e9:10.2f} "
+                f"{flops / t / 1e9:8.1f} {100 * flops / t / 1e9 / peak:6.1f}%"
+            )
 
 
 if __name__ == "__main__":

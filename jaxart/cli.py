@@ -1,16 +1,22 @@
-"""Shared command-line conventions: one clear line on stderr and exit status 2 for bad input."""
+"""Shared command-line conventions: one clear line on stderr, exit status 2 for bad input
+and 1 for a run that could not finish; flags declared once on the config dataclasses."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from jaxart.errors import InputError, RunError, reason
 
-class InputError(Exception):
-    """A problem with what the user gave us; reported as one line, exit status 2."""
+DEBUG_ENV = "JAXART_DEBUG"
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -36,16 +42,55 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Runs `main(argv)`, turning `InputError` into one stderr line and exit status 2."""
+def debug() -> bool:
+    """Whether `JAXART_DEBUG` asks for full tracebacks."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while inside, so `kill` cleans up as Ctrl-C does
+    (temporary files removed, pending checkpoints finished)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        return main(argv) or 0
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _report(e: BaseException, line: str, status: int) -> int:
+    if debug():
+        traceback.print_exception(e)
+    print(line, file=sys.stderr)
+    return status
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Runs `main(argv)` as a command: `InputError` becomes one stderr line and exit status 2;
+    `RunError`, and a file system that refuses a write (full, read-only), one line and status 1;
+    Ctrl-C or SIGTERM status 130. `JAXART_DEBUG=1` prints the chained traceback first."""
+    try:
+        with sigterm_as_interrupt():
+            return main(argv) or 0
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _report(e, f"error: {e}", 2)
+    except RunError as e:
+        return _report(e, f"error: {e}", 1)
+    except KeyboardInterrupt as e:
+        return _report(e, "interrupted", 130)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        where = f" {e.filename!r}" if e.filename else ""
+        return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
 
 
 def positive_int(text: str) -> int:
@@ -59,14 +104,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
+    """argparse type: a float >= 0 that float32 can hold (computations run in float32)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (value >= 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    if value > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"{text} does not fit float32 (largest {FLOAT32_MAX:.4g})")
     return value
 
 
@@ -110,8 +160,13 @@ def add_config_arguments(
     choices = choices or {}
     for field in dataclasses.fields(config_cls):
         if isinstance(field.default, bool):
-            parser.add_argument(flag(field.name), dest=field.name, default=field.default,
-                                action=argparse.BooleanOptionalAction, help=field.metadata["help"])
+            parser.add_argument(
+                flag(field.name),
+                dest=field.name,
+                default=field.default,
+                action=argparse.BooleanOptionalAction,
+                help=field.metadata["help"],
+            )
             continue
         # A string default goes through `type` like a typed value, so tuples show as typed.
         default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
@@ -131,4 +186,4 @@ def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
     try:
         return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
     except ValueError as e:
-        raise InputError(str(e)) from None
+        raise InputError(str(e)) from e

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 
 SPLITS = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8}
@@ -101,14 +101,11 @@ def load_folder(folder: str | os.PathLike, split: str = "train") -> Dataset:
     labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         raise InputError(
-            f"data folder {str(folder)!r} lacks {prefix}-images-idx3-ubyte[.gz] "
-            f"and {prefix}-labels-idx1-ubyte[.gz]"
+            f"data folder {str(folder)!r} lacks {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz]"
         )
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise InputError(
-            f"IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}"
-        )
+        raise InputError(f"IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}")
     return Dataset(images, labels)
 
 
@@ -130,9 +127,7 @@ def resolve(source: str, download: bool = True) -> Path:
     if source not in KNOWN_FOLDERS:
         folder = Path(source).expanduser()
         if not folder.is_dir():
-            raise InputError(
-                f"unknown data {source!r}: expected 'mnist', 'fashion-mnist' or an existing folder"
-            )
+            raise InputError(f"unknown data {source!r}: expected 'mnist', 'fashion-mnist' or an existing folder")
         return folder
     for candidate in KNOWN_FOLDERS[source]:
         expanded = os.path.expandvars(candidate)

@@ -1,45 +1,95 @@
-"""Atomic file writes: a temporary file in the destination folder, then a rename."""
+"""Files written so that nothing is lost or half-done: output checks before any work, atomic
+writes (a temporary file in the destination folder, then a rename), folder swaps that never
+replace what jaxart did not make, and JSON-lines logs."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from jaxart.cli import InputError
+from jaxart.errors import InputError, reason
 
 
-def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> Path:
+def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raises InputError unless a file can be created in `folder` (an existing folder).
+
+    Tries it, rather than reading permission bits, so root on a read-only mount and
+    ACLs are judged as the real write will be.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{what} {str(folder)!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".jaxart-probe.")
+    except OSError as e:
+        raise InputError(f"{what} {str(folder)!r} is not writable ({e.strerror or reason(e)})") from e
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None, what: str = "output") -> Path:
     """Validates an output path before any work is done; returns it as a Path.
 
-    Raises InputError if the folder does not exist, the path is a folder, or
-    the extension is not one of `suffixes` (lower-case, with the dot).
+    Raises InputError if the folder does not exist or cannot be written, the path is a
+    folder, or the extension is not one of `suffixes` (lower-case, with the dot).
     """
     path = Path(path)
     if path.is_dir():
-        raise InputError(f"output path {str(path)!r} is a directory, expected a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist")
+        raise InputError(f"{what} path {str(path)!r} is a directory, expected a file name")
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(
-            f"output {str(path)!r} has unknown extension {path.suffix or '(none)'!r}; "
-            f"use one of {', '.join(suffixes)}"
+            f"{what} {str(path)!r} has unknown extension {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
         )
+    check_writable(path.parent, f"{what} folder")
     return path
+
+
+def check_distinct(
+    outputs: Mapping[str, str | os.PathLike | None], inputs: Mapping[str, str | os.PathLike | None] = {}
+) -> None:
+    """Raises InputError if an output would overwrite an input or another output.
+
+    Keys are the flags' names as the user typed them ('--output'); None values are skipped.
+    """
+    seen: dict[Path, str] = {}
+    for name, path in inputs.items():
+        if path is not None:
+            seen.setdefault(Path(path).resolve(), name)
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise InputError(f"{name} {str(path)!r} is also {seen[resolved]}; refusing to overwrite it")
+        seen[resolved] = name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it onto `path` only on success."""
+    """Yields a temporary path beside `path`; renames it onto `path` only on success.
+
+    The file gets the permissions a plain `open` would give it (0666 less the umask),
+    not mkstemp's private 0600.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -54,21 +104,102 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return Path(path)
 
 
-def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None], ours: Callable[[Path], bool]) -> Path:
     """Fills a fresh temporary folder with `write(tmp)`, then swaps it in for `folder` whole:
-    a reader sees the old folder or the new one, never half of one."""
-    folder = Path(folder).expanduser().resolve()
-    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    a reader sees the old folder or the new one, never half of one.
+
+    `ours(folder)` says whether an existing folder is one jaxart wrote (e.g. it holds the
+    right sidecar file); anything else that exists, other than an empty folder, is refused
+    with InputError before anything is written: a folder of the user's is never replaced.
+    """
+    folder = Path(folder).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{str(folder)!r} is a file, not a folder; refusing to replace it")
+    if folder.is_dir() and any(folder.iterdir()) and not ours(folder):
+        raise InputError(f"{str(folder)!r} exists and was not written by jaxart; refusing to replace it")
+    check_writable(folder.parent, "folder")
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    old = tmp.with_suffix(".old")
     try:
         write(tmp)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not folder.exists():
+            old.rename(folder)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in order; a missing file has none, and a line
+    that is not a whole JSON object (one cut short by a kill) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            row = json.loads(line)
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+def json_line(record: Mapping[str, Any]) -> str:
+    return json.dumps(record) + "\n"
+
+
+def write_json_lines(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Writes `rows` as a whole JSON-lines file, atomically."""
+    text = "".join(json_line(row) for row in rows)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def keep_json_lines(path: str | os.PathLike, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """Rewrites `path` (atomically, only if something goes) to the rows `keep` accepts; returns them.
+
+    A resumed run uses it to drop the lines written after the checkpoint it resumes from
+    (and any line cut short by a kill), so each step appears once.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in read_json_lines(path) if keep(row)]
+    if len(rows) != len(lines):
+        write_json_lines(path, rows)
+    return rows
+
+
+class JsonLinesWriter:
+    """Appends JSON lines to a file, flushing each batch, so a reader (or a killed run's
+    resume) sees whole lines; a line cut short by a kill is dropped by `read_json_lines`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.file = self.path.open("a")
+
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.file.write("".join(json_line(row) for row in rows))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> JsonLinesWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def append_json_line(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Appends one JSON object as a line with a single write (no rewrite of the file)."""
+    with JsonLinesWriter(path) as log:
+        log.write([record])
+    return Path(path)

@@ -105,8 +105,12 @@ def _max_pool(x: jax.Array) -> jax.Array:
 
 
 def _block(
-    params: dict[str, dict[str, jax.Array]], x: jax.Array, names: tuple[str, ...], wanted: frozenset[str],
-    pooling: str, dtype: Any,
+    params: dict[str, dict[str, jax.Array]],
+    x: jax.Array,
+    names: tuple[str, ...],
+    wanted: frozenset[str],
+    pooling: str,
+    dtype: Any,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Runs the layers `names` (a prefix of one block) on x: (last output, {wanted name: output})."""
     out = {}
@@ -189,8 +193,11 @@ class VGG19(nn.Module):
             names = tuple(name for name in names if TORCH_INDEX[name] <= deepest)
             if not names:
                 break
-            params = {name: self.param(name, _conv_init, _in_channels(name), _out_channels(name))
-                      for name in names if name.startswith("conv")}
+            params = {
+                name: self.param(name, _conv_init, _in_channels(name), _out_channels(name))
+                for name in names
+                if name.startswith("conv")
+            }
             block = functools.partial(
                 _block, names=names, wanted=wanted & set(names), pooling=self.pooling, dtype=self.dtype
             )

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from jaxart import cli, vgg
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 from jaxart.files import replace_folder
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -83,10 +83,17 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> dict[str, dict[str, np.
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise WeightsError(f"not a VGG19 state_dict: missing {shown}")
-    arrays = {k: np.asarray(state_dict[k].detach().cpu().numpy() if hasattr(state_dict[k], "detach") else state_dict[k]) for k in expected}
-    wrong = [f"{k} is {tuple(a.shape)}, expected {expected[k]}" for k, a in arrays.items() if tuple(a.shape) != expected[k]]
+    arrays = {
+        k: np.asarray(state_dict[k].detach().cpu().numpy() if hasattr(state_dict[k], "detach") else state_dict[k])
+        for k in expected
+    }
+    wrong = [
+        f"{k} is {tuple(a.shape)}, expected {expected[k]}" for k, a in arrays.items() if tuple(a.shape) != expected[k]
+    ]
     if wrong:
-        raise WeightsError(f"not a VGG19 state_dict: {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        raise WeightsError(
+            f"not a VGG19 state_dict: {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
+        )
     params = {}
     for name in vgg.CONV_LAYERS:
         index = vgg.TORCH_INDEX[name]
@@ -178,8 +185,9 @@ def load_converted(folder: str | os.PathLike) -> dict[str, dict[str, jax.Array]]
         with ocp.StandardCheckpointer() as ckptr:
             params = ckptr.restore(folder / _PARAMS_DIR, target)
     except Exception as e:  # orbax raises a variety of errors on damaged checkpoints
-        raise WeightsError(f"converted weights in {str(folder)!r} are unreadable ({str(e)[:160]}); "
-                           "delete the folder and convert again") from None
+        raise WeightsError(
+            f"converted weights in {str(folder)!r} are unreadable ({str(e)[:160]}); delete the folder and convert again"
+        ) from None
     return params
 
 
@@ -240,10 +248,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m jaxart.weights",
         description="Convert torchvision's VGG19 weights into jaxart's Flax format, once.",
     )
-    parser.add_argument("--from", dest="source", default=None, metavar="PATH",
-                        help="a torchvision vgg19 .pth file (default: torchvision's download)")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="where to write the converted weights (default: weights/vgg19 in the project)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="PATH",
+        help="a torchvision vgg19 .pth file (default: torchvision's download)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where to write the converted weights (default: weights/vgg19 in the project)",
+    )
     args = parser.parse_args(argv)
     folder = convert(args.source, args.out)
     print(f"VGG19 weights converted from {source_note(folder)} into {folder}")

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxart import cli, data
-from jaxart.gan import GANConfig, init_state, run_keys, sample, train_step
+from jaxart.gan import GANConfig, evaluate, init_state, run_keys, sample, train_step
 from jaxart.gan import __main__ as gan_main
-from jaxart.gan import evaluate
 from jaxart.gan.checkpoint import load_latest
 from jaxart.gan.judge import load_judge
 from jaxart.gan.models import ConvTranspose2x, adam_b1, make_models
@@ -44,8 +43,10 @@ def test_conv_transpose_2x_is_flax_conv_transpose():
     def loss(module):
         return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
 
-    for ours_grad, ref_grad in zip(jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
-                                   jax.tree.leaves(jax.grad(loss(reference), argnums=(0, 1))(params, x))):
+    for ours_grad, ref_grad in zip(
+        jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
+        jax.tree.leaves(jax.grad(loss(reference), argnums=(0, 1))(params, x)),
+    ):
         np.testing.assert_allclose(ours_grad, ref_grad, atol=1e-4)
 
 

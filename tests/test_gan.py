@@ -86,8 +86,12 @@ def torch_seed_step(g_params, d_params, real, z):
     g_loss.backward()
     g_grads = tree(G, "grad")
     g_opt.step()
-    metrics = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_x": real_out.mean().item(),
-               "d_g_z": fake_out.mean().item()}
+    metrics = {
+        "d_loss": d_loss.item(),
+        "g_loss": g_loss.item(),
+        "d_x": real_out.mean().item(),
+        "d_g_z": fake_out.mean().item(),
+    }
     return metrics, d_grads, g_grads, tree(D, "data"), tree(G, "data")
 
 

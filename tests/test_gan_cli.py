@@ -40,7 +40,9 @@ def train(workdir: Path, *extra, capsys) -> None:
 
 def final_params(workdir: Path):
     state = load_latest(workdir)
-    return int(state.step), jax.tree.map(np.asarray, (state.g_params, state.d_params, state.g_opt_state, state.d_opt_state))
+    return int(state.step), jax.tree.map(
+        np.asarray, (state.g_params, state.d_params, state.g_opt_state, state.d_opt_state)
+    )
 
 
 def assert_same_bits(a, b) -> None:
@@ -162,11 +164,15 @@ BAD_TRAIN_INPUT = {
     "negative lr": (lambda t: ["--data", FIXTURE, "--lr", "-1"], "--lr: expected a finite number"),
     "text latent": (lambda t: ["--data", FIXTURE, "--latent-dim", "x"], "--latent-dim: expected a positive integer"),
     "unknown model": (lambda t: ["--data", FIXTURE, "--model", "gan3"], "invalid choice: 'gan3'"),
-    "dcgan too narrow": (lambda t: ["--data", FIXTURE, "--model", "dcgan", "--hidden-dim", "2"],
-                         "--model dcgan needs --hidden-dim of at least 4"),
+    "dcgan too narrow": (
+        lambda t: ["--data", FIXTURE, "--model", "dcgan", "--hidden-dim", "2"],
+        "--model dcgan needs --hidden-dim of at least 4",
+    ),
     "b1 of 1": (lambda t: ["--data", FIXTURE, "--b1", "1"], "--b1: expected a number in [0, 1)"),
-    "too few eval samples": (lambda t: ["--data", FIXTURE, "--eval-every", "10", "--eval-samples", "5"],
-                             "--eval-samples 5 is too few"),
+    "too few eval samples": (
+        lambda t: ["--data", FIXTURE, "--eval-every", "10", "--eval-samples", "5"],
+        "--eval-samples 5 is too few",
+    ),
     "batch too big": (lambda t: ["--data", FIXTURE, "--batch-size", "4096"], "fewer than --batch-size 4096"),
 }
 
@@ -225,8 +231,10 @@ def test_corrupt_checkpoint_is_an_error_not_a_fresh_start(straight, tmp_path, ca
     for file in (workdir / "checkpoints" / "300" / "state").rglob("*"):
         if file.is_file() and file.parent.name == "d":
             file.write_bytes(b"garbage")
-    for argv in (["train", "--workdir", workdir, *RUN, "--max-steps", "320"],
-                 ["sample", "--workdir", workdir, "--out", tmp_path / "s.npy"]):
+    for argv in (
+        ["train", "--workdir", workdir, *RUN, "--max-steps", "320"],
+        ["sample", "--workdir", workdir, "--out", tmp_path / "s.npy"],
+    ):
         status, err = run_cli(argv, capsys)
         assert status == 2
         assert "checkpoints/300' cannot be read" in err and "fall back to step 200" in err

@@ -14,11 +14,14 @@ def save(tmp_path, name, image, **kwargs):
     return path
 
 
-@pytest.mark.parametrize("mode,expected", [
-    ("L", (100, 100, 100)),
-    ("RGB", (10, 20, 30)),
-    ("CMYK", None),
-])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("L", (100, 100, 100)),
+        ("RGB", (10, 20, 30)),
+        ("CMYK", None),
+    ],
+)
 def test_plain_modes_become_rgb(tmp_path, mode, expected):
     colour = {"L": 100, "RGB": (10, 20, 30), "CMYK": (0, 255, 255, 0)}[mode]
     path = save(tmp_path, "x.tif" if mode == "CMYK" else "x.png", Image.new(mode, (4, 3), colour))

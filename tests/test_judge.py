@@ -16,7 +16,8 @@ import pytest
 
 from jaxart import data
 from jaxart.cli import InputError
-from jaxart.gan import evaluate, judge as judge_lib
+from jaxart.gan import evaluate
+from jaxart.gan import judge as judge_lib
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist-small")
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the committed caches
@@ -164,8 +165,12 @@ def sanity_cases(source: str, n: int):
 
 SOURCES = [
     pytest.param(FIXTURE, 2048, id="fixture"),  # 2,048 vs the 512 test images: FCD has more bias
-    pytest.param("mnist", 10_000, id="mnist", marks=pytest.mark.skipif(
-        not mnist_available(), reason="real MNIST is not on this machine")),
+    pytest.param(
+        "mnist",
+        10_000,
+        id="mnist",
+        marks=pytest.mark.skipif(not mnist_available(), reason="real MNIST is not on this machine"),
+    ),
 ]
 
 
@@ -219,8 +224,17 @@ def test_evaluate_generator_appends_json_lines_and_draws_png(judge, fixture_data
     records = evaluate.read_json_lines(tmp_path / evaluate.REPORT_FILE)
     assert records == [first, second]
     assert [r["step"] for r in records] == [100, 200] and first["num_samples"] == 250
-    for field in ("fcd", "inception_score", "class_histogram", "kl_to_uniform", "precision", "recall",
-                  "judge_test_accuracy", "judge_train_checksum", "dataset"):
+    for field in (
+        "fcd",
+        "inception_score",
+        "class_histogram",
+        "kl_to_uniform",
+        "precision",
+        "recall",
+        "judge_test_accuracy",
+        "judge_train_checksum",
+        "dataset",
+    ):
         assert field in first
     assert first["judge_train_checksum"] == judge.train_checksum
     assert (tmp_path / evaluate.FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

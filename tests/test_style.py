@@ -65,8 +65,17 @@ def test_defaults_are_the_seeds():
     assert c.pooling == "max"
 
 
-@pytest.mark.parametrize("bad", [dict(steps=0), dict(max_size=-1), dict(lr=0.0), dict(style_weight=-1.0),
-                                 dict(style_layers=("relu9_9",)), dict(pooling="min")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(steps=0),
+        dict(max_size=-1),
+        dict(lr=0.0),
+        dict(style_weight=-1.0),
+        dict(style_layers=("relu9_9",)),
+        dict(pooling="min"),
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         StyleConfig(**bad)

@@ -117,7 +117,10 @@ def test_batch_files_names_and_contact_sheet(tmp_path, rng):
     ]
     out = tmp_path / "out.png"
     assert [p.name for p in output_paths(out, [a, b], [x, y])] == [
-        "out_a_x.png", "out_a_y.png", "out_b_x.png", "out_b_y.png"
+        "out_a_x.png",
+        "out_a_y.png",
+        "out_b_x.png",
+        "out_b_y.png",
     ]
     with pytest.raises(InputError, match="share a name"):
         output_paths(out, [a, tmp_path / "sub" / "a.png"], [x])

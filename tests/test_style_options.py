@@ -51,8 +51,10 @@ def run(params, pair, **options) -> list[tuple[int, np.ndarray, np.ndarray | Non
     """Every compiled call of a one-step-per-call run: (steps done, image, average, metrics),
     copied out before the next call donates them."""
     config = StyleConfig(**{**SHALLOW, "steps_per_call": 1, **options})
-    return [(done, np.asarray(s.image), None if s.average is None else np.asarray(s.average), m)
-            for done, s, m in iterate(*pair, params, config)]
+    return [
+        (done, np.asarray(s.image), None if s.average is None else np.asarray(s.average), m)
+        for done, s, m in iterate(*pair, params, config)
+    ]
 
 
 # --- layers, weights, presets -------------------------------------------------------------------
@@ -61,7 +63,9 @@ def run(params, pair, **options) -> list[tuple[int, np.ndarray, np.ndarray | Non
 def test_layer_list_parses_names_and_weights():
     assert layer_list("relu1_1:0.2, relu2_1:1.0") == ("relu1_1:0.2", "relu2_1")
     assert StyleConfig(style_layers=layer_list("relu1_1:0.2,relu2_1")).style_layer_weights == {
-        "relu1_1": 0.2, "relu2_1": 1.0}
+        "relu1_1": 0.2,
+        "relu2_1": 1.0,
+    }
     for bad in ("relu9_9", "relu1_1:-1", "relu1_1:x", "relu1_1,relu1_1", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             layer_list(bad)
@@ -174,8 +178,12 @@ def test_a_larger_style_keeps_the_gram_scale(params, rng):
     content = vgg.normalize(jnp.full((32, 32, 3), 0.5))
     config = StyleConfig(max_size=32, content_layers=("relu1_1",), style_layers=("relu1_1",), style_scale=2.0)
     patch = rng.random((8, 8, 3), np.float32)
-    small, large = (compute_targets(params, content, vgg.normalize(jnp.asarray(np.tile(patch, (n, n, 1)))), config)
-                    .style_grams["relu1_1"] for n in (4, 8))
+    small, large = (
+        compute_targets(params, content, vgg.normalize(jnp.asarray(np.tile(patch, (n, n, 1)))), config).style_grams[
+            "relu1_1"
+        ]
+        for n in (4, 8)
+    )
     assert np.linalg.norm(large - small) < 0.1 * np.linalg.norm(small)
 
 
@@ -255,13 +263,43 @@ def run_cli(argv: list, capsys) -> tuple[int, str]:
 
 def test_cli_runs_every_option_together(tmp_path, capsys):
     out = tmp_path / "out.png"
-    status, err = run_cli([
-        "--weights", "random", "--max-size", 32, "--steps", 4, "--output", out, "--save-every", 2,
-        "--style", EXAMPLES / "style.png", EXAMPLES / "content.png", "--style-blend", "0.7,0.3",
-        "--style-scale", 0.8, "--original-colors", "--tv-weight", 1, "--ema", 0.5, "--pyramid", 16,
-        "--preset", "gatys", "--content-layers", "relu2_1", "--style-layers", "relu1_1:0.5,relu2_1",
-        "--init", "noise",
-    ], capsys)
+    status, err = run_cli(
+        [
+            "--weights",
+            "random",
+            "--max-size",
+            32,
+            "--steps",
+            4,
+            "--output",
+            out,
+            "--save-every",
+            2,
+            "--style",
+            EXAMPLES / "style.png",
+            EXAMPLES / "content.png",
+            "--style-blend",
+            "0.7,0.3",
+            "--style-scale",
+            0.8,
+            "--original-colors",
+            "--tv-weight",
+            1,
+            "--ema",
+            0.5,
+            "--pyramid",
+            16,
+            "--preset",
+            "gatys",
+            "--content-layers",
+            "relu2_1",
+            "--style-layers",
+            "relu1_1:0.5,relu2_1",
+            "--init",
+            "noise",
+        ],
+        capsys,
+    )
     assert status == 0, err
     assert images.load_image(out).shape == (21, 32, 3)
     assert images.load_image(tmp_path / "out.step00002.png").shape == (15, 23, 3)  # a coarse level
@@ -270,27 +308,58 @@ def test_cli_runs_every_option_together(tmp_path, capsys):
 @pytest.mark.parametrize("extra", [["--pooling", "avg"], ["--optimizer", "lbfgs"]])
 def test_cli_pooling_and_optimizer(extra, tmp_path, capsys):
     out = tmp_path / "out.png"
-    status, err = run_cli(["--weights", "random", "--steps", 2, "--output", out,
-                           "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--max-size", 32,
-                           *extra], capsys)
+    status, err = run_cli(
+        [
+            "--weights",
+            "random",
+            "--steps",
+            2,
+            "--output",
+            out,
+            "--content-layers",
+            "relu2_1",
+            "--style-layers",
+            "relu1_1,relu2_1",
+            "--max-size",
+            32,
+            *extra,
+        ],
+        capsys,
+    )
     assert status == 0, err
     assert out.exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--style-blend", "1,2"], "style_blend"),
-    (["--style-blend", "-1"], "--style-blend"),
-    (["--style-layers", "relu1_1,conv9_9"], "unknown VGG19 layer"),
-    (["--content-layers", "relu1_1:-2"], ">= 0"),
-    (["--init", "missing.png"], "missing.png"),
-    (["--style-scale", "0.05", "--max-size", 64], "style image"),
-    (["--pyramid", "8", "--max-size", 64, "--content-layers", "relu5_1"], "pyramid level"),
-    (["--pyramid", "8", "--max-size", 64, "--steps", 2, "--style-layers", "relu1_1", "--content-layers", "relu1_1"],
-     "pyramid levels"),
-    (["--preset", "picasso"], "--preset"),
-    (["--optimizer", "sgd"], "--optimizer"),
-    (["--ema", "1"], "ema"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--style-blend", "1,2"], "style_blend"),
+        (["--style-blend", "-1"], "--style-blend"),
+        (["--style-layers", "relu1_1,conv9_9"], "unknown VGG19 layer"),
+        (["--content-layers", "relu1_1:-2"], ">= 0"),
+        (["--init", "missing.png"], "missing.png"),
+        (["--style-scale", "0.05", "--max-size", 64], "style image"),
+        (["--pyramid", "8", "--max-size", 64, "--content-layers", "relu5_1"], "pyramid level"),
+        (
+            [
+                "--pyramid",
+                "8",
+                "--max-size",
+                64,
+                "--steps",
+                2,
+                "--style-layers",
+                "relu1_1",
+                "--content-layers",
+                "relu1_1",
+            ],
+            "pyramid levels",
+        ),
+        (["--preset", "picasso"], "--preset"),
+        (["--optimizer", "sgd"], "--optimizer"),
+        (["--ema", "1"], "ema"),
+    ],
+)
 def test_bad_option_is_one_line_and_writes_nothing(extra, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, err = run_cli(["--weights", "random", "--steps", 2, "--output", tmp_path / "out.png", *extra], capsys)

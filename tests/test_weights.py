@@ -56,7 +56,9 @@ def test_wrong_keys(torch_vgg19, tmp_path):
 def test_wrong_shapes(torch_vgg19, tmp_path):
     sd = dict(torch_vgg19.state_dict())
     sd["features.5.weight"] = torch.zeros(128, 64, 5, 5)
-    with pytest.raises(weights.WeightsError, match=r"features.5.weight is \(128, 64, 5, 5\), expected \(128, 64, 3, 3\)"):
+    with pytest.raises(
+        weights.WeightsError, match=r"features.5.weight is \(128, 64, 5, 5\), expected \(128, 64, 3, 3\)"
+    ):
         weights.load(str(save_state_dict(tmp_path / "x.pth", sd)))
 
 
@@ -110,8 +112,9 @@ def test_random_source_warns_and_is_seeded():
 
 def run_cli(*args, env_extra=None, tmp_path=None):
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "jaxart.weights", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxart.weights", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_converts_from_file(torch_vgg19_file, vgg_params, tmp_path):
@@ -123,8 +126,9 @@ def test_cli_converts_from_file(torch_vgg19_file, vgg_params, tmp_path):
 
 def test_cli_offline_without_weights_says_how(tmp_path):
     # HOME is empty, so torchvision's hub cache is empty; this machine has no internet.
-    out = run_cli(env_extra={"JAXART_WEIGHTS_DIR": str(tmp_path / "w"),
-                             "TORCH_HOME": str(tmp_path / "torch")}, tmp_path=tmp_path)
+    out = run_cli(
+        env_extra={"JAXART_WEIGHTS_DIR": str(tmp_path / "w"), "TORCH_HOME": str(tmp_path / "torch")}, tmp_path=tmp_path
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr

@@ -60,10 +60,15 @@ def parser() -> cli.ArgumentParser:
     )
     evaluate.add_argument("--workdir", default=config_lib.GANConfig.workdir, help="a training run's folder")
     evaluate.add_argument("--num", type=cli.positive_int, default=10_000, help="how many generated images")
-    evaluate.add_argument("--precision-recall", action=argparse.BooleanOptionalAction, default=True,
-                          help="measure k-NN precision and recall (their cost grows with the square of --num)")
-    evaluate.add_argument("--seed", type=cli.non_negative_int, default=0,
-                          help="seed of the latent noise (training's --eval-every uses 0)")
+    evaluate.add_argument(
+        "--precision-recall",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure k-NN precision and recall (their cost grows with the square of --num)",
+    )
+    evaluate.add_argument(
+        "--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise (training's --eval-every uses 0)"
+    )
     return top
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxart.cli import InputError, flag
+from jaxart.cli import flag
+from jaxart.errors import InputError
 from jaxart.gan.config import GANConfig
 from jaxart.gan.train import GANState, init_state, run_keys
 
@@ -76,9 +77,7 @@ class Checkpoints:
         except Exception as e:  # orbax and tensorstore raise many types for a damaged step
             earlier = [s for s in self.manager.all_steps() if s < step]
             advice = (
-                f"delete it to fall back to step {max(earlier)}"
-                if earlier
-                else "delete the workdir to start afresh"
+                f"delete it to fall back to step {max(earlier)}" if earlier else "delete the workdir to start afresh"
             )
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise InputError(

@@ -40,26 +40,33 @@ class GANConfig:
     # None rather than a number: the published optimiser differs by model, and a run
     # records what was asked, so `--model dcgan` alone gets the DCGAN's 0.5.
     b1: float | None = _field(
-        None, "Adam's b1 of both networks (default: the model's, mlp 0.9 as torch's Adam, dcgan 0.5 as DCGAN's)",
-        momentum, fixed=True,
+        None,
+        "Adam's b1 of both networks (default: the model's, mlp 0.9 as torch's Adam, dcgan 0.5 as DCGAN's)",
+        momentum,
+        fixed=True,
     )
     latent_dim: int = _field(64, "size of the generator's noise input", cli.positive_int, fixed=True)
     hidden_dim: int = _field(
-        256, "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
-        cli.positive_int, fixed=True,
+        256,
+        "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
+        cli.positive_int,
+        fixed=True,
     )
     seed: int = _field(0, "seed of initialisation, data order and noise", cli.non_negative_int, fixed=True)
     checkpoint_every: int = _field(2000, "save a checkpoint every this many steps (and at the end)", cli.positive_int)
     keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep", cli.positive_int)
     steps_per_call: int | None = _field(
-        None, "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
+        None,
+        "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
         "dcgan 1); mlp results do not depend on it, dcgan's can differ in the last bits (XLA compiles "
-        "convolutions in a loop differently)", cli.positive_int,
+        "convolutions in a loop differently)",
+        cli.positive_int,
     )
     # Not `fixed`: evaluation draws from its own key and leaves the training trajectory alone.
     eval_every: int = _field(
-        0, "measure the generator with the data's judge every this many steps (and at the end) "
-        "into eval.jsonl; 0: never", cli.non_negative_int,
+        0,
+        "measure the generator with the data's judge every this many steps (and at the end) into eval.jsonl; 0: never",
+        cli.non_negative_int,
     )
     eval_samples: int = _field(10_000, "generated images per --eval-every evaluation", cli.positive_int)
 

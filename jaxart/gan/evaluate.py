@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxart import data
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 from jaxart.files import atomic_write
 from jaxart.gan import metrics
 from jaxart.gan.judge import IMAGE_SHAPE, Judge, JudgeConfig, Log, load_or_train_judge, log_stderr, to_float
@@ -32,8 +32,7 @@ from jaxart.plots import plt, save_figure
 REPORT_FILE = "eval.jsonl"
 FIGURE_FILE = "eval.png"
 CLASS_NAMES = {
-    "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
+    "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 }
 
 # (key, n) -> n images, float (n, 28, 28) or (n, 784) in [0, 1].
@@ -193,10 +192,10 @@ def save_eval_figure(
     colours = ["tab:red" if c in result["missing_classes"] else "tab:blue" for c in range(k)]
     right.bar(range(k), histogram, color=colours)
     right.axhline(1.0 / k, color="black", linestyle="--", linewidth=1, label="uniform")
-    right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1,
-                  label="missing below")
-    right.set_xticks(range(k), CLASS_NAMES.get(dataset, [str(c) for c in range(k)]),
-                     rotation=45 if dataset in CLASS_NAMES else 0)
+    right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1, label="missing below")
+    right.set_xticks(
+        range(k), CLASS_NAMES.get(dataset, [str(c) for c in range(k)]), rotation=45 if dataset in CLASS_NAMES else 0
+    )
     for c in result["missing_classes"]:
         right.get_xticklabels()[c].set_color("tab:red")
     right.set_ylabel("fraction of samples")
@@ -275,8 +274,9 @@ def evaluate_state(
 
 def summary(record: Mapping[str, Any]) -> str:
     """One line of an evaluation record's main numbers."""
-    line = (f"FCD {record['fcd']:.2f}, score {record['inception_score']:.2f}, "
-            f"KL to uniform {record['kl_to_uniform']:.3f}")
+    line = (
+        f"FCD {record['fcd']:.2f}, score {record['inception_score']:.2f}, KL to uniform {record['kl_to_uniform']:.3f}"
+    )
     if record["missing_classes"]:
         line += f", missing classes {record['missing_classes']}"
     if "precision" in record:

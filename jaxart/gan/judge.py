@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from jaxart import cli, data
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 from jaxart.files import replace_folder
 from jaxart.weights import weights_dir
 
@@ -189,8 +189,10 @@ def train_params(train: data.Dataset, config: JudgeConfig, log: Log = log_stderr
             key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + i)
             params, opt_state, loss = step(params, opt_state, images[idx], labels[idx], key)
             losses.append(loss)
-        log(f"judge epoch {epoch + 1}/{config.epochs}: loss {float(np.mean(jax.device_get(losses))):.4f} "
-            f"({time.perf_counter() - start:.0f} s)")
+        log(
+            f"judge epoch {epoch + 1}/{config.epochs}: loss {float(np.mean(jax.device_get(losses))):.4f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
     return params
 
 
@@ -262,9 +264,7 @@ def load_judge(folder: str | os.PathLike) -> Judge:
         with ocp.StandardCheckpointer() as ckptr:
             params = ckptr.restore(folder / _PARAMS_DIR, target)
     except Exception as e:  # orbax raises a variety of errors on damaged checkpoints
-        raise InputError(
-            f"judge cache {str(folder)!r} is unreadable ({str(e)[:160]}); delete it to retrain"
-        ) from None
+        raise InputError(f"judge cache {str(folder)!r} is unreadable ({str(e)[:160]}); delete it to retrain") from None
     return Judge(config, params, meta)
 
 
@@ -338,8 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train even when a valid cache exists")
     args = parser.parse_args(argv)
     judge = load_or_train_judge(args.data, retrain=args.retrain)
-    print(f"{args.data} judge: test accuracy {judge.test_accuracy:.2%}, "
-          f"trained on data {judge.train_checksum[:12]}")
+    print(f"{args.data} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}")
     return 0
 
 

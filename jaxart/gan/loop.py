@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxart import data
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 from jaxart.files import atomic_write
 from jaxart.gan.checkpoint import Checkpoints, check_resumable, run_meta
 from jaxart.gan.config import GANConfig
@@ -201,8 +201,9 @@ def train(config: GANConfig) -> GANState:
                     order = epoch_order(keys.data, epoch, num_images, steps_per_epoch, config.batch_size)
                     epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
                     while step < epoch_end:
-                        next_stop = min(epoch_end, boundary(step, config.checkpoint_every),
-                                        boundary(step, config.eval_every))
+                        next_stop = min(
+                            epoch_end, boundary(step, config.checkpoint_every), boundary(step, config.eval_every)
+                        )
                         length = call_length(step, next_stop, steps_per_call(config))
                         start = step - epoch * steps_per_epoch
                         state, metrics = train_steps(state, images, order, start, keys.train, length=length)

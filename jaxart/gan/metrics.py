@@ -1,10 +1,10 @@
 """Sample-quality metrics on a judge's outputs: pure numpy functions, computed in float64.
 
-  * Frechet distance between Gaussians fitted to two feature sets (FID, with the judge's
-    penultimate features in place of Inception's: "FCD");
-  * Inception-style score exp(E_x KL(p(y|x) || p(y))) from the judge's softmax;
-  * class coverage: the histogram of predicted classes and its KL divergence to uniform;
-  * k-nearest-neighbour precision and recall (Kynkaanniemi et al., 2019).
+* Frechet distance between Gaussians fitted to two feature sets (FID, with the judge's
+  penultimate features in place of Inception's: "FCD");
+* Inception-style score exp(E_x KL(p(y|x) || p(y))) from the judge's softmax;
+* class coverage: the histogram of predicted classes and its KL divergence to uniform;
+* k-nearest-neighbour precision and recall (Kynkaanniemi et al., 2019).
 """
 
 from __future__ import annotations
@@ -133,9 +133,7 @@ def _inside(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray, block: 
     return found
 
 
-def precision_recall(
-    real: np.ndarray, fake: np.ndarray, k: int = 3, block: int = 1000
-) -> tuple[float, float]:
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, block: int = 1000) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al., 2019) of features (N, D) vs (M, D).
 
     Each set's manifold is the union of balls around its points reaching their k-th nearest

@@ -1,10 +1,10 @@
 """Neural style transfer (Gatys et al.) as pure JAX functions.
 
-    from jaxart import images, weights
-    from jaxart.style import StyleConfig, stylize
-    content = images.load_image("content.png", max_size=400)
-    style = images.load_image("style.png", shape=content.shape[:2])
-    image, history = stylize(content, style, weights.load(), StyleConfig(steps=500))
+from jaxart import images, weights
+from jaxart.style import StyleConfig, stylize
+content = images.load_image("content.png", max_size=400)
+style = images.load_image("style.png", shape=content.shape[:2])
+image, history = stylize(content, style, weights.load(), StyleConfig(steps=500))
 """
 
 from jaxart.style.config import StyleConfig, preset

@@ -29,9 +29,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
 
 def _add_preset_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=list(PRESETS), default="seed",
-                   help="defaults to start from: seed (the tutorial's) or gatys (Gatys et al. 2016: content "
-                   "relu4_2, style relu1_1..relu5_1, average pooling); options given explicitly win over it")
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="seed",
+        help="defaults to start from: seed (the tutorial's) or gatys (Gatys et al. 2016: content "
+        "relu4_2, style relu1_1..relu5_1, average pooling); options given explicitly win over it",
+    )
 
 
 def parser(preset: str = "seed") -> cli.ArgumentParser:
@@ -40,21 +44,41 @@ def parser(preset: str = "seed") -> cli.ArgumentParser:
         prog="python -m jaxart.style",
         description="Neural style transfer (Gatys et al.): keep one picture's content, take another's style.",
     )
-    p.add_argument("--content", nargs="+", default=[str(EXAMPLES / "content.png")],
-                   help="content image(s); several run as one batch, every content with every style")
-    p.add_argument("--style", nargs="+", default=[str(EXAMPLES / "style.png")],
-                   help="style image(s); several are blended into one with --style-blend, else each is used "
-                   "separately (one batch: every content x style, plus a contact sheet); resized to the "
-                   "content's shape unless --style-scale is given")
+    p.add_argument(
+        "--content",
+        nargs="+",
+        default=[str(EXAMPLES / "content.png")],
+        help="content image(s); several run as one batch, every content with every style",
+    )
+    p.add_argument(
+        "--style",
+        nargs="+",
+        default=[str(EXAMPLES / "style.png")],
+        help="style image(s); several are blended into one with --style-blend, else each is used "
+        "separately (one batch: every content x style, plus a contact sheet); resized to the "
+        "content's shape unless --style-scale is given",
+    )
     p.add_argument("--output", default="stylized.png", help="output image: .png, .jpg or .webp")
-    p.add_argument("--weights", default=None,
-                   help="VGG19 weights: a converted folder, a torchvision .pth file, or 'random' "
-                   "(if not given: the cache in weights/, then torchvision's download)")
-    p.add_argument("--save-every", type=cli.positive_int, default=None, metavar="N",
-                   help="also write the image every N steps, beside the output (default: only at the end)")
-    p.add_argument("--metrics", default=None, metavar="FILE",
-                   help="write one JSON line per step: step, its losses before its update, seconds since "
-                   "the optimisation began (default: none)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="VGG19 weights: a converted folder, a torchvision .pth file, or 'random' "
+        "(if not given: the cache in weights/, then torchvision's download)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=cli.positive_int,
+        default=None,
+        metavar="N",
+        help="also write the image every N steps, beside the output (default: only at the end)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE",
+        help="write one JSON line per step: step, its losses before its update, seconds since "
+        "the optimisation began (default: none)",
+    )
     _add_preset_argument(p)
     cli.add_config_arguments(
         p, StyleConfig, choices={"pooling": list(POOLINGS), "dtype": list(DTYPES), "optimizer": list(OPTIMIZERS)}
@@ -145,21 +169,29 @@ def optimise(
         for done, state, metrics in calls:
             seconds = time.perf_counter() - start
             n = done - done_before
-            per_pair = [metrics] if labels is None else [{k: v[i] for k, v in metrics.items()} for i in range(len(labels))]
+            per_pair = (
+                [metrics] if labels is None else [{k: v[i] for k, v in metrics.items()} for i in range(len(labels))]
+            )
             if log is not None:
                 for i in range(n):
                     # Steps inside one compiled call share its time, spread evenly.
                     at = round(seconds_before + (i + 1) / n * (seconds - seconds_before), 6)
                     for p, pair in enumerate(per_pair):
-                        record = {**(labels[p] if labels else {}), "step": done_before + i,
-                                  **{name: float(pair[name][i]) for name in METRICS}, "seconds": at}
+                        record = {
+                            **(labels[p] if labels else {}),
+                            "step": done_before + i,
+                            **{name: float(pair[name][i]) for name in METRICS},
+                            "seconds": at,
+                        }
                         log.write(json.dumps(record) + "\n")
             for name in METRICS:
                 chunks[name].append(metrics[name])
             if on_stop is not None and done in stops:
                 on_stop(done, state)
-            bar.set_postfix(content=f"{float(np.mean(metrics['content_loss'][..., -1])):.4g}",
-                            style=f"{float(np.mean(metrics['style_loss'][..., -1])):.4g}")
+            bar.set_postfix(
+                content=f"{float(np.mean(metrics['content_loss'][..., -1])):.4g}",
+                style=f"{float(np.mean(metrics['style_loss'][..., -1])):.4g}",
+            )
             bar.update(n)
             done_before, seconds_before = done, seconds
     history = {name: np.concatenate(parts, axis=-1) for name, parts in chunks.items()}
@@ -184,9 +216,11 @@ def summary(shape: tuple[int, ...], run: Run, config: StyleConfig, written: Sequ
     what = f"stylised {w}x{h}" if pairs == 1 else f"stylised {pairs} pairs at {w}x{h}"
     last = {k: float(np.mean(run.history[k][..., -1])) for k in ("content_loss", "style_loss")}
     mean = "" if pairs == 1 else " (mean over pairs)"
-    return (f"{what} in {run.seconds:.1f} s ({config.steps / run.seconds:.2f} steps/s); final content loss "
-            f"{last['content_loss']:.4g}, style loss {last['style_loss']:.4g}{mean}; wrote "
-            f"{', '.join(str(p) for p in written)}")
+    return (
+        f"{what} in {run.seconds:.1f} s ({config.steps / run.seconds:.2f} steps/s); final content loss "
+        f"{last['content_loss']:.4g}, style loss {last['style_loss']:.4g}{mean}; wrote "
+        f"{', '.join(str(p) for p in written)}"
+    )
 
 
 def run_transfer(
@@ -208,10 +242,13 @@ def run_transfer(
     h, w = inputs.content.shape[:2]
     with contextlib.ExitStack() as stack:
         calls = iterate(inputs.content, inputs.styles, params, config, stops, inputs.init)
-        run = optimise(calls, config, f"stylising {w}x{h}", metrics_log(stack, metrics_path),
-                       stops=stops, on_stop=snapshot)
-    written = [images.save_image(output, result_image(run.state, inputs.content, config)),
-               save_plot(output, run.history, title)]
+        run = optimise(
+            calls, config, f"stylising {w}x{h}", metrics_log(stack, metrics_path), stops=stops, on_stop=snapshot
+        )
+    written = [
+        images.save_image(output, result_image(run.state, inputs.content, config)),
+        save_plot(output, run.history, title),
+    ]
     return summary(inputs.content.shape, run, config, written + ([metrics_path] if metrics_path else []))
 
 
@@ -220,8 +257,10 @@ def check_batch(config: StyleConfig) -> None:
     if config.style_blend:
         raise cli.InputError("--style-blend blends styles for one content; give one --content")
     if config.style_scale is not None or config.optimizer != "adam" or config.pyramid:
-        raise cli.InputError("several contents or styles run as one batch: Adam at one scale, styles at "
-                             "the content's shape (no --style-scale, --optimizer lbfgs or --pyramid)")
+        raise cli.InputError(
+            "several contents or styles run as one batch: Adam at one scale, styles at "
+            "the content's shape (no --style-scale, --optimizer lbfgs or --pyramid)"
+        )
 
 
 def run_batch(
@@ -251,8 +290,15 @@ def run_batch(
     h, w = contents.shape[1:3]
     with contextlib.ExitStack() as stack:
         calls = batch.iterate_batch(pair_contents, pair_styles, params, config, stops=stops)
-        run = optimise(calls, config, f"stylising {len(labels)} pairs at {w}x{h}",
-                       metrics_log(stack, metrics_path), labels, stops, snapshot)
+        run = optimise(
+            calls,
+            config,
+            f"stylising {len(labels)} pairs at {w}x{h}",
+            metrics_log(stack, metrics_path),
+            labels,
+            stops,
+            snapshot,
+        )
     results = batch.batch_results(run.state, pair_contents, config)
     written = batch.save_results(output, content_files, style_files, contents, styles, results)
     written.append(save_plot(output, run.history, f"{len(labels)} pairs (mean)"))
@@ -271,8 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch.output_paths(output, args.content, args.style)
         contents, styles = batch.load_images(args.content, args.style, config)
         params = load_weights(args.weights, config.seed)
-        print(run_batch(args.content, args.style, contents, styles, params, config, output, metrics_path,
-                        args.save_every))
+        print(
+            run_batch(args.content, args.style, contents, styles, params, config, output, metrics_path, args.save_every)
+        )
         return 0
     inputs = load_inputs(args.content[0], args.style, config)
     params = load_weights(args.weights, config.seed)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxart import images, vgg
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 from jaxart.style.config import StyleConfig
 from jaxart.style.transfer import (
     METRICS,
@@ -38,7 +38,11 @@ from jaxart.style.transfer import (
 
 @functools.partial(jax.jit, static_argnames="config")
 def batch_targets(
-    params: Any, contents: jax.Array, styles: jax.Array, content_weights: jax.Array, style_weights: jax.Array,
+    params: Any,
+    contents: jax.Array,
+    styles: jax.Array,
+    content_weights: jax.Array,
+    style_weights: jax.Array,
     config: StyleConfig,
 ) -> Targets:
     """`compute_targets` of normalised (B, H, W, 3) contents and styles, with per-pair (B,) weights."""
@@ -83,9 +87,12 @@ def iterate_batch(
     check_sizes(contents.shape[1:], [styles.shape[1:]], config)
     count = len(contents)
     targets = batch_targets(
-        params, vgg.normalize(jnp.asarray(contents)), vgg.normalize(jnp.asarray(styles)),
+        params,
+        vgg.normalize(jnp.asarray(contents)),
+        vgg.normalize(jnp.asarray(styles)),
         _weights(content_weights, config.content_weight, count, "content_weights"),
-        _weights(style_weights, config.style_weight, count, "style_weights"), config,
+        _weights(style_weights, config.style_weight, count, "style_weights"),
+        config,
     )
     starts = np.stack([initial_image(content, config) for content in contents])
     states = jax.vmap(lambda image: init_state(image, config))(vgg.normalize(jnp.asarray(starts)))
@@ -96,9 +103,9 @@ def iterate_batch(
 
 def batch_results(states: State, contents: np.ndarray, config: StyleConfig) -> np.ndarray:
     """Each pair's output image (see `result_image`): (B, H, W, 3) float32 RGB in [0, 1]."""
-    return np.stack([
-        result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)
-    ])
+    return np.stack(
+        [result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)]
+    )
 
 
 def stylize_batch(
@@ -174,7 +181,8 @@ def output_paths(
     output = Path(output)
     paths = [
         output.with_name(f"{output.stem}_{Path(c).stem}_{Path(s).stem}{output.suffix}")
-        for c in content_files for s in style_files
+        for c in content_files
+        for s in style_files
     ]
     if len(set(paths)) < len(paths):
         raise InputError("content or style files share a name (stem), so their outputs would overwrite each other")
@@ -194,8 +202,10 @@ def contact_sheet(contents: np.ndarray, styles: np.ndarray, results: np.ndarray,
     """
     blank = np.ones_like(contents[:1])
     rows = [np.concatenate([blank, styles])]
-    rows += [np.concatenate([content[None], results[i * len(styles) : (i + 1) * len(styles)]])
-             for i, content in enumerate(contents)]
+    rows += [
+        np.concatenate([content[None], results[i * len(styles) : (i + 1) * len(styles)]])
+        for i, content in enumerate(contents)
+    ]
     return images.make_grid(np.concatenate(rows), ncols=len(styles) + 1, pad=pad)
 
 

@@ -11,11 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 
 # Rows: Y, Cb, Cr from R, G, B in [0, 1]; Cb and Cr are centred on 0.5 below.
-_RGB_TO_YCBCR = np.array([
-    [0.299, 0.587, 0.114],
-    [-0.168736, -0.331264, 0.5],
-    [0.5, -0.418688, -0.081312],
-])
+_RGB_TO_YCBCR = np.array(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.168736, -0.331264, 0.5],
+        [0.5, -0.418688, -0.081312],
+    ]
+)
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
 _CHROMA_OFFSET = np.array([0.0, 0.5, 0.5])
 

@@ -89,54 +89,72 @@ class StyleConfig:
     content_weight: float = cli.option(1.0, "weight of the content loss", cli.non_negative_float)
     style_weight: float = cli.option(100.0, "weight of the style loss", cli.non_negative_float)
     tv_weight: float = cli.option(
-        0.0, "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)",
+        0.0,
+        "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)",
         cli.non_negative_float,
     )
     content_layers: tuple[str, ...] = cli.option(
-        SEED_LAYERS, "VGG19 layers of the content loss, comma-separated, each optionally name:weight "
-        "(default weight 1)", layer_list,
+        SEED_LAYERS,
+        "VGG19 layers of the content loss, comma-separated, each optionally name:weight (default weight 1)",
+        layer_list,
     )
     style_layers: tuple[str, ...] = cli.option(
-        SEED_LAYERS, "VGG19 layers of the style loss, comma-separated, each optionally name:weight "
-        "(default weight 1)", layer_list,
+        SEED_LAYERS,
+        "VGG19 layers of the style loss, comma-separated, each optionally name:weight (default weight 1)",
+        layer_list,
     )
     style_blend: tuple[float, ...] = cli.option(
-        (), "blend several --style images into one style with these weights, comma-separated, normalised "
+        (),
+        "blend several --style images into one style with these weights, comma-separated, normalised "
         "to sum 1 (without it the command line runs several styles separately, as a batch; stylize() "
-        "blends them equally)", blend_list,
+        "blends them equally)",
+        blend_list,
     )
     style_scale: float | None = cli.option(
-        None, "resize each style image, keeping its aspect, so its longest side is this times the "
+        None,
+        "resize each style image, keeping its aspect, so its longest side is this times the "
         "content's (1 = as long as the content; smaller = finer texture); default: squash it to the "
-        "content's exact shape, as the seed does", cli.positive_float,
+        "content's exact shape, as the seed does",
+        cli.positive_float,
     )
     pooling: str = cli.option("max", "VGG19 pooling: max (torchvision) or avg (Gatys et al.)", str)
     init: str = cli.option(
-        "content", "starting image: content, noise (uniform RGB, seeded by --seed) or an image file "
-        "(resized to the content's shape)", str,
+        "content",
+        "starting image: content, noise (uniform RGB, seeded by --seed) or an image file "
+        "(resized to the content's shape)",
+        str,
     )
     ema: float = cli.option(
-        0.0, "if > 0, output an exponential moving average of the iterates with this decay, e.g. 0.99 "
-        "(0 = off: the last iterate)", cli.non_negative_float,
+        0.0,
+        "if > 0, output an exponential moving average of the iterates with this decay, e.g. 0.99 "
+        "(0 = off: the last iterate)",
+        cli.non_negative_float,
     )
     pyramid: int = cli.option(
-        0, "coarse to fine: optimise at longest sides PYRAMID, PYRAMID*sqrt(2), ... up to --max-size, "
+        0,
+        "coarse to fine: optimise at longest sides PYRAMID, PYRAMID*sqrt(2), ... up to --max-size, "
         "the steps split equally (the last level takes the remainder), each level starting from the "
-        "previous result upsampled (0 = off: one level)", cli.non_negative_int,
+        "previous result upsampled (0 = off: one level)",
+        cli.non_negative_int,
     )
     original_colors: bool = cli.option(
-        False, "keep the content's colours: the output's luminance (BT.601 Y) from the stylised image, "
-        "its chrominance (Cb, Cr) from the content", bool,
+        False,
+        "keep the content's colours: the output's luminance (BT.601 Y) from the stylised image, "
+        "its chrominance (Cb, Cr) from the content",
+        bool,
     )
     steps_per_call: int = cli.option(
         1, "optimisation steps per compiled call (lax.scan); results do not depend on it", cli.positive_int
     )
     dtype: str = cli.option(
-        "float32", "convolution dtype: float32, bfloat16 (accelerators; Gram matrices and losses stay "
-        "float32) or float64 (needs jax_enable_x64; reference checks)", str,
+        "float32",
+        "convolution dtype: float32, bfloat16 (accelerators; Gram matrices and losses stay "
+        "float32) or float64 (needs jax_enable_x64; reference checks)",
+        str,
     )
     remat: bool = cli.option(
-        False, "recompute VGG activations in the backward pass (jax.checkpoint): less memory, more time",
+        False,
+        "recompute VGG activations in the backward pass (jax.checkpoint): less memory, more time",
         bool,
     )
     seed: int = cli.option(0, "seed of anything random (random weights, noise initialisation)", cli.non_negative_int)

@@ -164,9 +164,7 @@ def train_step(state: State, params: Any, targets: Targets, config: StyleConfig)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_steps"), donate_argnums=(0,))
-def train_steps(
-    state: State, params: Any, targets: Targets, config: StyleConfig, num_steps: int
-) -> tuple[State, dict]:
+def train_steps(state: State, params: Any, targets: Targets, config: StyleConfig, num_steps: int) -> tuple[State, dict]:
     """`num_steps` steps in one compiled call; metrics stacked: {name: (num_steps,)}."""
     if num_steps == 1:
         state, metrics = train_step(state, params, targets, config)
@@ -224,9 +222,7 @@ def result_image(state: State, content: np.ndarray, config: StyleConfig) -> np.n
     return np.asarray(output_image(state.result, content if config.original_colors else None))
 
 
-def call_lengths(
-    end: int, steps_per_call: int, stops: Iterable[int] = (), start: int = 0
-) -> Iterator[tuple[int, int]]:
+def call_lengths(end: int, steps_per_call: int, stops: Iterable[int] = (), start: int = 0) -> Iterator[tuple[int, int]]:
     """(steps done before, steps in this call) of each compiled call from `start` to `end`:
     calls of at most `steps_per_call` steps, ending at every stop on the way."""
     done = start

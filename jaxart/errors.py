@@ -1,0 +1,27 @@
+"""The errors jaxart reports to a person in one line, and how a cause becomes that line.
+
+Library code raises these; `jaxart.cli.run` turns them into one stderr line and an exit
+status (set `JAXART_DEBUG=1` to see the whole chained traceback as well). Raise them
+`from` the underlying exception so that debug mode can show it.
+"""
+
+from __future__ import annotations
+
+MAX_REASON = 200
+
+
+class InputError(Exception):
+    """A problem with what the user gave us (a file, a number, a folder): exit status 2."""
+
+
+class RunError(Exception):
+    """A run that could not go on through no fault of its input (a full disk, divergence,
+    a workdir in use by another run): exit status 1, saying what was kept."""
+
+
+def reason(e: BaseException) -> str:
+    """One line describing `e`: its message's first line (cut to MAX_REASON characters),
+    or its type's name when it has no message."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
