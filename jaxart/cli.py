@@ -42,6 +42,20 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def prepare_backend() -> None:
+    """What every command sets before JAX compiles anything: the persistent compilation
+    cache (see `jaxart.cache.enable_compile_cache`) and, for GPUs, XLA's deterministic
+    algorithms, so that a resumed run repeats an uninterrupted one bit for bit there as on
+    the CPU. Process-wide, so commands call it; library functions never do."""
+    from jaxart.cache import enable_compile_cache
+
+    # XLA reads its flags when the first backend starts; a later change has no effect.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    enable_compile_cache()
+
+
 def debug() -> bool:
     """Whether `JAXART_DEBUG` asks for full tracebacks."""
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")

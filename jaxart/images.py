@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -68,9 +69,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def to_float(pixels: Any) -> Any:
+    """uint8 pixels (numpy or jax, any shape) -> float32 in [0, 1], as torchvision's ToTensor."""
+    return pixels.astype("float32") / 255.0
+
+
 def to_array(image: Image.Image) -> np.ndarray:
-    """8-bit RGB Pillow image -> float32 (H, W, 3) in [0, 1] (as torchvision's ToTensor)."""
-    return np.asarray(image, dtype=np.float32) / 255.0
+    """8-bit RGB Pillow image -> float32 (H, W, 3) in [0, 1]."""
+    return to_float(np.asarray(image))
 
 
 def resize_longest(image: Image.Image, max_size: int) -> Image.Image:
