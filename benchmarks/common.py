@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from jaxart.cache import packaged
+
+EXAMPLES = packaged("examples")  # the bundled pictures, in a checkout or an installed wheel
 
 
 def seconds(fn: Callable[[], object]) -> float:

@@ -1,112 +1,157 @@
-"""GAN quality: the seed's MLP GAN in PyTorch and in jaxart, and jaxart's DCGAN, scored by one judge.
+"""GAN quality over seeds: the seed's MLP GAN in PyTorch and in jaxart, and jaxart's DCGAN, by one judge.
 
-    python -m benchmarks.gan_quality [--epochs 5] [--dcgan-epochs 2] [--num 10000] [--workdir runs/gan-quality]
+    python -m benchmarks.gan_quality --models seed mlp dcgan --seeds 5 --epochs 5 20 --out runs/gan-quality.jsonl
+    python -m benchmarks.gan_quality --out runs/gan-quality.jsonl --table     # the table of what is there
+    python -m benchmarks.gan_quality --models dcgan --together 1 --epochs 5 --out runs/gan-quality.jsonl
 
-Trains each for the given epochs on MNIST (the jaxart runs through `jaxart.gan.loop.train`
-into <workdir>/{mlp,dcgan}, which must not exist yet; the seed's PyTorch loop with torch
-limited to --torch-threads), then measures --num samples of each, and as a ceiling --num
-MNIST training images, against the test set with the MNIST judge (`jaxart.gan.evaluate`).
-Prints a Markdown table with the training times and the projected time of 100 epochs.
+One run per model is noise: GAN quality moves a lot from seed to seed. Each model is trained
+with seeds F .. F+S-1 (--first-seed, --seeds; the PyTorch seed one seed after another,
+`torch.manual_seed(s)`; jaxart's S runs at once, vmapped in one program by `jaxart.gan.parallel`,
+each the run of its seed up to float32 rounding), and each run is scored after every epoch count of --epochs with the MNIST judge on --num
+samples against the test set. Each record is appended to --out as a JSON line, so models can be
+run by separate commands; --table prints mean, sample standard deviation and range per model
+and epoch count.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from pathlib import Path
 
 import jax
-import torch
+import numpy as np
 
 from benchmarks.common import machine
-from benchmarks.seed_gan import SeedGAN
-from jaxart import data
-from jaxart.gan import GANConfig
-from jaxart.gan.evaluate import (
-    eval_config,
-    evaluate_generator,
-    evaluate_samples,
-    evaluate_state,
-    load_judge_and_reference,
-)
-from jaxart.gan.judge import to_float
-from jaxart.gan.loop import train
+from jaxart import data, schedule
+from jaxart.gan import GANConfig, parallel
+from jaxart.gan.evaluate import eval_config, evaluate_samples, load_judge_and_reference, sample_images
+from jaxart.gan.loop import epoch_order
+from jaxart.gan.models import steps_per_call
+from jaxart.gan.train import run_keys, sample
 
-FULL_EPOCHS = 100
+NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN, jaxart"}
+SCORES = ("fcd", "inception_score", "kl_to_uniform", "recall", "precision")
 
 
-def row(name: str, record: dict, epochs: int = 0, steps: int = 0, seconds: float = 0.0) -> str:
-    """A table row; a model's training columns, or dashes for the real images."""
-    training = ["-"] * 5
-    if epochs:
-        full = seconds * FULL_EPOCHS / epochs / 60
-        training = [str(epochs), str(steps), f"{seconds / 60:.1f} min", f"{steps / seconds:.0f}", f"{full:.0f} min"]
-    return (
-        f"| {name} | {' | '.join(training)} | {record['fcd']:.2f} | {record['inception_score']:.2f} | {record['kl_to_uniform']:.3f} | "
-        f"{len(record['missing_classes'])} | {record['precision']:.3f} | {record['recall']:.3f} |"
-    )
+def score(images: np.ndarray, judge, reference, config) -> dict:
+    result = evaluate_samples(images, judge, reference, config)
+    return {k: result[k] for k in SCORES} | {"missing": len(result["missing_classes"])}
+
+
+def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -> None:
+    import torch
+
+    from benchmarks.seed_gan import SeedGAN
+
+    torch.set_num_threads(threads)
+    steps_per_epoch = len(images) // 32
+    for s in seeds:
+        gan, done, start = SeedGAN(images, seed=s), 0, time.perf_counter()
+        for e in epochs:
+            done += gan.train(e * steps_per_epoch - done)
+            seconds = time.perf_counter() - start
+            torch.manual_seed(10_000 + s)  # the scoring noise, apart from training's stream
+            sampled = np.concatenate([gan.sample(1000) for _ in range(-(-config.num_samples // 1000))])
+            emit("seed", s, 1, e, done, seconds, score(sampled[: config.num_samples], judge, reference, config))
+
+
+def train_jaxart(model, images, seeds, epochs, judge, reference, config, emit) -> None:
+    """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device."""
+    run = GANConfig(model=model, seed=seeds[0])
+    layout = parallel.make_layout(run.batch_size, devices=1, runs=len(seeds))
+    state = parallel.init(layout, run)
+    keys = parallel.train_keys(layout, run.seed)
+    steps = parallel.compiled_steps(layout)
+    per_epoch = len(images) // run.batch_size
+    start = time.perf_counter()
+    for epoch in range(max(epochs)):
+        orders = [
+            np.asarray(epoch_order(run_keys(s).data, epoch, len(images), per_epoch, run.batch_size)) for s in seeds
+        ]
+        for done, length in schedule.calls(0, per_epoch, steps_per_call(run, None)):
+            state, _ = steps(state, parallel.batches(layout, images, orders, done, length, run.batch_size), keys)
+        if epoch + 1 in epochs:
+            configs = [dataclasses.replace(run, seed=s) for s in seeds]
+            runs = [parallel.local(one) for one in parallel.unstack(layout, state, configs)]
+            seconds = time.perf_counter() - start
+            for one, s in zip(runs, seeds):
+                fn = lambda key, n, one=one: sample(one.g_params, key, n, one.config, one.g_collections)  # noqa: E731
+                sampled = sample_images(fn, jax.random.key(config.seed), config.num_samples, config.sample_batch_size)
+                result = score(sampled, judge, reference, config)
+                emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
+            start = time.perf_counter() - seconds  # scoring is not training time
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        "| model | epochs | seeds | FCD mean ± sd | FCD min-max | score mean ± sd | recall mean ± sd "
+        "| missing classes (mean) | train time per run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in NAMES:
+        for e in sorted({r["epochs"] for r in records if r["model"] == model}):
+            rs = [r for r in records if r["model"] == model and r["epochs"] == e]
+            fcd, sc, rec = (np.array([r[k] for r in rs]) for k in ("fcd", "inception_score", "recall"))
+            sd = lambda x, f: format(x.std(ddof=1), f) if len(x) > 1 else "-"  # noqa: E731
+            per_run = np.mean([r["seconds"] / r["runs_together"] for r in rs]) / 60
+            lines.append(
+                f"| {NAMES[model]} | {e} | {len(rs)} | {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
+                f"| {fcd.min():.1f}-{fcd.max():.1f} | {sc.mean():.2f} ± {sd(sc, '.2f')} "
+                f"| {rec.mean():.3f} ± {sd(rec, '.3f')} "
+                f"| {np.mean([r['missing'] for r in rs]):.1f} | {per_run:.1f} min |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of both MLP GANs")
-    parser.add_argument("--dcgan-epochs", type=int, default=2, help="epochs of the DCGAN")
-    parser.add_argument("--num", type=int, default=10_000, help="samples scored per model")
-    parser.add_argument("--workdir", default="runs/gan-quality", help="folder of the runs and their eval.jsonl")
+    parser.add_argument("--models", nargs="+", choices=list(NAMES), default=list(NAMES))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per model: F .. F+S-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="F (to split the seeds over processes)")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[5, 20], help="score after these epoch counts")
+    parser.add_argument("--dcgan-epochs", type=int, nargs="+", help="the DCGAN's epoch counts (default: --epochs)")
     parser.add_argument(
-        "--torch-threads",
+        "--together",
         type=int,
-        default=1,
-        help="torch threads for the seed (its default OpenMP threads crawl on a shared 2-core CPU)",
+        default=0,
+        help="jaxart runs per vmapped program (0: all seeds; vmapped convolutions are slow on CPU, so 1 for the DCGAN there)",
     )
+    parser.add_argument("--num", type=int, default=10_000, help="samples scored per run")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the PyTorch seed's threads")
+    parser.add_argument("--data", default="mnist")
+    parser.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
 
-    workdir = Path(args.workdir)
-    if workdir.exists():
-        parser.error(f"--workdir {workdir} exists; the timings need fresh runs")
-    images = data.load("mnist").images
-    steps_per_epoch = len(images) // 32
+    out = Path(args.out)
+    if args.table:
+        print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = data.load(args.data).images
     config = eval_config(args.num)
     judge, reference = load_judge_and_reference("mnist")
-    print(machine())
-    real = evaluate_samples(to_float(images[: args.num]), judge, reference, config)
-    rows = [row("MNIST training images (ceiling)", real)]
-    print(rows[-1], flush=True)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    print(machine(), flush=True)
 
-    torch.set_num_threads(args.torch_threads)
-    seed = SeedGAN(images, seed=0)
-    start = time.perf_counter()
-    steps = seed.train(args.epochs * steps_per_epoch)
-    seconds = time.perf_counter() - start
-    (workdir / "seed-torch").mkdir(parents=True, exist_ok=True)
-    record = evaluate_generator(
-        lambda key, n: seed.sample(n), jax.random.key(0), workdir / "seed-torch", judge, reference, config, step=steps
-    )
-    rows.append(row(f"seed MLP, PyTorch ({args.torch_threads} thread)", record, args.epochs, steps, seconds))
-    print(rows[-1], flush=True)
+    def emit(model, seed, runs_together, epochs, steps, seconds, result):
+        record = dict(model=model, seed=seed, epochs=epochs, steps=steps, seconds=round(seconds, 1))
+        record |= dict(runs_together=runs_together, num=args.num, **result)
+        with out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
 
-    for name, model, epochs in (
-        ("seed MLP, jaxart", "mlp", args.epochs),
-        ("DCGAN, jaxart", "dcgan", args.dcgan_epochs),
-    ):
-        run = GANConfig(workdir=str(workdir / model), model=model, epochs=epochs, checkpoint_every=steps_per_epoch)
-        start = time.perf_counter()
-        state = train(run)  # includes compilation, per-epoch previews and checkpoints
-        seconds = time.perf_counter() - start
-        record = evaluate_state(state, run.workdir, judge, reference, config)
-        rows.append(row(name, record, epochs, int(state.step), seconds))
-        print(rows[-1], flush=True)
-
-    print(
-        f"\n{args.num} samples each vs the {len(reference.features)} MNIST test images; judge test accuracy "
-        f"{judge.test_accuracy:.2%}\n"
-    )
-    print(
-        "| model | epochs | steps | train time | steps/s | 100 epochs (projected) | FCD | score | KL to uniform "
-        "| missing classes | precision | recall |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    for model in args.models:
+        epochs = sorted(args.dcgan_epochs if model == "dcgan" and args.dcgan_epochs else args.epochs)
+        if model == "seed":
+            train_seed(images, seeds, epochs, args.torch_threads, judge, reference, config, emit)
+        else:
+            together = args.together or len(seeds)
+            for group in range(0, len(seeds), together):
+                train_jaxart(model, images, seeds[group : group + together], epochs, judge, reference, config, emit)
 
 
 if __name__ == "__main__":

@@ -1,44 +1,63 @@
-"""GAN training speed: the seed's PyTorch loop vs jaxart, side by side, at batch 32.
+"""GAN training speed: the seed's PyTorch loop vs jaxart, side by side, at batch 32; and the
+command's own speed and start times.
 
-    python -m benchmarks.gan_speed [--data mnist] [--steps 2000] [--repeats 3]
+    python -m benchmarks.gan_speed [--data mnist] [--steps 2000] [--repeats 3] [--cli-steps 3000]
 
-Times each loop for --steps steps after a warm-up (compilation excluded), best
-of --repeats, and prints steps/s, the ratio to the seed, the projected time of
-the seed's 100-epoch job, and achieved GFLOP/s (XLA's count of one step's
-floating-point operations) against a float32 matmul peak measured here.
+1. Loops, timed in turns (round-robin, so a busy machine slows them alike) for --steps steps
+   after a warm-up (compilation excluded): steps/s (best and median of --repeats), the ratio to
+   the seed as written, the seed's 100-epoch job projected, and GFLOP/s (XLA's count of one
+   step) against a float32 matmul peak measured here. "plain jit step" is issue 11's reference:
+   the same step with the indices drawn inside it and no metrics.
+2. `python -m jaxart.gan train --max-steps N`: the training time it records in metrics.jsonl
+   (start-up excluded), as steps/s beside the engine's.
+3. Start times of `python -m jaxart.gan train --max-steps 1`: cold (an empty compile cache) and
+   warm (the cache filled by the previous run), --repeats each, wall clock of the process.
+The load average is printed with each part: on a shared machine, compare ratios, not rates.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
-from benchmarks.common import compiled_flops, matmul_peak_gflops
+from benchmarks.common import compiled_flops, machine, matmul_peak_gflops
 from benchmarks.seed_gan import BATCH, SeedGAN, mnist_as_written
 from jaxart import data
+from jaxart.files import read_json_lines
 from jaxart.gan import GANConfig, init_state, run_keys, train_step, train_steps
 from jaxart.gan.train import step as gan_step
 
 STEPS_PER_EPOCH = 60000 // BATCH
 FULL_JOB_STEPS = 100 * STEPS_PER_EPOCH
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def best_rate(run: Callable[[int], int], steps: int, warmup: int, repeats: int) -> float:
-    """Best steps/s of `repeats` timings of run(steps) (which returns the steps it took), after run(warmup)."""
-    run(warmup)
-    rates = []
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def rates(loops: dict[str, Callable[[int], int]], steps: int, repeats: int) -> dict[str, list[float]]:
+    """steps/s of each loop, `repeats` times, the loops taking turns."""
+    result: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(repeats):
-        start = time.perf_counter()
-        done = run(steps)
-        rates.append(done / (time.perf_counter() - start))
-    return max(rates)
+        for name, run in loops.items():
+            start = time.perf_counter()
+            done = run(steps)
+            result[name].append(done / (time.perf_counter() - start))
+    return result
 
 
 def with_torch_threads(run: Callable[[int], int], threads: int) -> Callable[[int], int]:
@@ -55,72 +74,125 @@ def with_torch_threads(run: Callable[[int], int], threads: int) -> Callable[[int
     return limited
 
 
-def jax_single(images: np.ndarray, config: GANConfig) -> Callable[[int], int]:
+def jax_host_batches(images: np.ndarray, config: GANConfig) -> Callable[[int], int]:
     """`train_step` once per step, batches gathered on the host as a DataLoader would."""
     keys = run_keys(config.seed)
-    state = init_state(keys.init, config)
+    state = [init_state(keys.init, config)]
     order = np.asarray(jax.random.permutation(keys.data, len(images)))
-    position = 0
 
     def run(steps: int) -> int:
-        nonlocal state, position
-        for _ in range(steps):
-            if position + BATCH > len(order):
-                position = 0
-            state, metrics = train_step(state, images[order[position : position + BATCH]], keys.train)
-            position += BATCH
-        jax.block_until_ready(metrics)
+        for i in range(steps):
+            position = (i * BATCH) % (STEPS_PER_EPOCH * BATCH)
+            state[0], metrics = train_step(state[0], images[order[position : position + BATCH]], keys.train)
+        jax.block_until_ready(state[0])
         return steps
 
     return run
 
 
-def jax_scan(images: np.ndarray, config: GANConfig, k: int) -> Callable[[int], int]:
-    """`train_steps`: k steps per compiled call, the data set on the device."""
+def jax_train_steps(images: np.ndarray, config: GANConfig, k: int) -> Callable[[int], int]:
+    """`train_steps` as the command calls it: k steps per compiled call, the data set on the device."""
     keys = run_keys(config.seed)
-    state = init_state(keys.init, config)
+    state = [init_state(keys.init, config), 0]
     device_images = jax.device_put(images)
     order = jax.random.permutation(keys.data, len(images))[: STEPS_PER_EPOCH * BATCH].astype(jnp.int32)
-    start = 0
 
     def run(steps: int) -> int:
-        nonlocal state, start
         calls = max(1, steps // k)
         for _ in range(calls):
-            if start + k > STEPS_PER_EPOCH:
-                start = 0
-            state, metrics = train_steps(state, device_images, order, start, keys.train, length=k)
-            start += k
-        jax.block_until_ready(metrics)
+            if state[1] + k > STEPS_PER_EPOCH:
+                state[1] = 0
+            state[0], metrics = train_steps(state[0], device_images, order, state[1], keys.train, length=k)
+            state[1] += k
+        jax.block_until_ready(state[0])
         return calls * k
 
     return run
 
 
-def step_flops(images: np.ndarray, config: GANConfig) -> float:
-    """Floating-point operations of one step, as XLA counts them in the compiled step."""
-    state = init_state(run_keys(0).init, config)
-    return compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
+@functools.partial(jax.jit, donate_argnums=0)
+def _plain_step(state, images, key):
+    indices = jax.random.randint(jax.random.fold_in(key, state.step), (BATCH,), 0, images.shape[0])
+    return gan_step(state, images[indices], key)[0]
+
+
+def jax_plain(images: np.ndarray, config: GANConfig) -> Callable[[int], int]:
+    """Issue 11's reference: one jitted step a call, indices drawn in it, no metrics out."""
+    keys = run_keys(config.seed)
+    state = [init_state(keys.init, config)]
+    device_images = jax.device_put(images)
+
+    def run(steps: int) -> int:
+        for _ in range(steps):
+            state[0] = _plain_step(state[0], device_images, keys.train)
+        jax.block_until_ready(state[0])
+        return steps
+
+    return run
+
+
+def cli_rate(data_source: str, steps: int, env: dict[str, str]) -> float:
+    """steps/s of `python -m jaxart.gan train`, from the training time it records (no start-up)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        subprocess.run(
+            [sys.executable, "-m", "jaxart.gan", "train", "--workdir", workdir, "--data", data_source]
+            + ["--max-steps", str(steps), "--checkpoint-every", str(steps)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return steps / read_json_lines(Path(workdir) / "metrics.jsonl")[-1]["seconds"]
+
+
+def start_seconds(data_source: str, env: dict[str, str]) -> float:
+    """Wall clock of `python -m jaxart.gan train --max-steps 1` into a fresh workdir."""
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jaxart.gan",
+                "train",
+                "--workdir",
+                workdir,
+                "--data",
+                data_source,
+                "--max-steps",
+                "1",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+
+def summary(values: list[float], unit: str) -> str:
+    return (
+        f"best {min(values) if unit == 's' else max(values):.1f} {unit}, median {statistics.median(values):.1f} {unit}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist", help="'mnist', 'fashion-mnist' or a folder of IDX files")
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps per loop")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per loop; the best counts")
-    parser.add_argument("--k", type=int, nargs="+", default=[50, 200], help="steps per call to time")
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per loop and turn")
+    parser.add_argument("--repeats", type=int, default=3, help="turns per loop (and start-ups per kind)")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 50], help="steps per call to time")
+    parser.add_argument("--cli-steps", type=int, default=3000, help="steps of the timed command (0: skip)")
     args = parser.parse_args()
 
     dataset = data.load(args.data)
     images = dataset.images
     config = GANConfig()
-    flops = step_flops(images, config)
+    state = init_state(run_keys(0).init, config)
+    flops = compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
     peak = matmul_peak_gflops()
-    print(
-        f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads); {len(images)} images, batch {BATCH}, "
-        f"{args.steps} timed steps, best of {args.repeats}"
-    )
+    print(machine())
+    print(f"{len(images)} images, batch {BATCH}, {args.steps} timed steps a turn, {args.repeats} turns")
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
 
     as_written = mnist_as_written(images, dataset.labels, tempfile.mkdtemp())
@@ -128,23 +200,43 @@ def main() -> None:
         "seed (PyTorch, as written)": SeedGAN(images, dataset=as_written).train,
         "seed, tensors preloaded": SeedGAN(images).train,
         "seed, preloaded, 1 torch thread": with_torch_threads(SeedGAN(images).train, 1),
-        "jaxart train_step (1 step/call)": jax_single(images, config),
+        "jaxart train_step, host batches": jax_host_batches(images, config),
+        "plain jit step (issue 11)": jax_plain(images, config),
     }
     for k in args.k:
-        loops[f"jaxart train_steps (K={k})"] = jax_scan(images, config, k)
-    header = f"{'loop':34} {'steps/s':>9} {'x seed':>7} {'100 epochs':>11} {'GFLOP/s':>8} {'% peak':>7}"
+        loops[f"jaxart train_steps (K={k})"] = jax_train_steps(images, config, k)
+    for run in loops.values():
+        run(max(args.k) * 2)  # compile and warm up
+    print(load(), "(before)")
+    results = rates(loops, args.steps, args.repeats)
+    print(load(), "(after)\n")
+    header = f"{'loop':34} {'best/s':>7} {'median':>7} {'x seed':>7} {'100 epochs':>11} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
-    seed_rate = None
-    for name, run in loops.items():
-        warmup = max(args.k) * 2 if "K=" in name else 100
-        rate = best_rate(run, args.steps, warmup, args.repeats)
-        seed_rate = seed_rate or rate
-        gflops = rate * flops / 1e9
+    seed_rate = statistics.median(results["seed (PyTorch, as written)"])
+    for name, values in results.items():
+        median = statistics.median(values)
+        gflops = median * flops / 1e9
         print(
-            f"{name:34} {rate:9.0f} {rate / seed_rate:7.2f} {FULL_JOB_STEPS / rate / 60:9.1f} m "
-            f"{gflops:8.2f} {100 * gflops / peak:6.1f}%"
+            f"{name:34} {max(values):7.0f} {median:7.0f} {median / seed_rate:7.2f} "
+            f"{FULL_JOB_STEPS / median / 60:9.1f} m {gflops:8.2f} {100 * gflops / peak:6.1f}%"
         )
+
+    if args.cli_steps:
+        cache = tempfile.mkdtemp(prefix="jaxart-bench-cache-")
+        env = {**os.environ, "JAXART_CACHE": cache}
+        cli = [cli_rate(args.data, args.cli_steps, env) for _ in range(args.repeats)]
+        engine = statistics.median(results[f"jaxart train_steps (K={min(args.k)})"])
+        print(f"\n`train --max-steps {args.cli_steps}` (training time it records): {summary(cli, 'steps/s')}; ")
+        print(f"  command / engine (K={min(args.k)}, medians): {statistics.median(cli) / engine:.2f}; {load()}")
+
+        cold, warm = [], []
+        for _ in range(args.repeats):
+            fresh = {**os.environ, "JAXART_CACHE": tempfile.mkdtemp(prefix="jaxart-bench-cold-")}
+            cold.append(start_seconds(args.data, fresh))
+            warm.append(start_seconds(args.data, fresh))  # the cache the cold run filled
+        print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(cold, 's')}; ")
+        print(f"  warm (filled) {summary(warm, 's')}; {load()}")
 
 
 if __name__ == "__main__":

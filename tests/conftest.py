@@ -3,6 +3,7 @@ pretrained one; the MNIST fixture; bit-exact comparison of pytrees. The cache fo
 temporary one, so tests neither read nor fill the user's."""
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -10,8 +11,59 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Set at import, before any test or subprocess starts, so both see it.
+# Set at import, before any test or subprocess starts (and before JAX starts a backend), so both
+# see them: a temporary cache, and on GPUs the deterministic algorithms that bit-exact checks need.
 os.environ["JAXART_CACHE"] = tempfile.mkdtemp(prefix="jaxart-test-cache-")
+if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cpu_only: a check of XLA CPU's own behaviour; skipped on accelerators")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a GPU or TPU (`JAX_PLATFORMS=cuda python -m pytest`), float32 references are compared
+    at full matmul precision (not TF32), and CPU-only checks are skipped, not failed."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        return
+    jax.config.update("jax_default_matmul_precision", "highest")
+    skip = pytest.mark.skip(reason=f"CPU-only check; this run is on {jax.default_backend()}")
+    for item in items:
+        if "cpu_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mounts a small tmpfs (e.g. "size=64k", "ro,size=64k") on an existing folder; False
+    where that is not allowed (not root, no mount): the caller skips or fakes the case."""
+    try:
+        return (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+            ).returncode
+            == 0
+        )
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder no one may write into, root included (a read-only tmpfs for root)."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if not mount_tmpfs(folder, "ro,size=64k"):
+        pytest.skip("root without mount: no way to make a read-only folder")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(scope="session")

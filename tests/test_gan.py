@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+from conftest import FIXTURE, assert_same_bits
 
 from jaxart import data
 from jaxart.gan import GANConfig, init_state, run_keys, sample, train_step, train_steps
 from jaxart.gan.models import make_models
 from jaxart.gan.train import discriminator_loss, generator_loss, sample_latent, to_unit
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mnist-small"
 CONFIG = GANConfig()
 
 
@@ -25,13 +23,6 @@ def images() -> np.ndarray:
 def host(tree):
     """A numpy copy, safe from donation."""
     return jax.tree.map(np.array, tree)
-
-
-def assert_same_bits(a, b) -> None:
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(leaves_a, leaves_b):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def torch_seed_step(g_params, d_params, real, z):
@@ -140,6 +131,14 @@ def test_init_matches_torch_linear_distribution():
             for value in (layer["kernel"], layer["bias"]):
                 assert np.abs(value).max() <= bound
             assert np.abs(layer["kernel"]).max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("config", [CONFIG, GANConfig(model="dcgan", hidden_dim=16)], ids=["mlp", "dcgan"])
+def test_compiled_init_equals_eager_init(config):
+    """init_state is one compiled program (one compilation, not dozens); it must start runs
+    where the uncompiled function, as earlier versions ran it, did."""
+    key = run_keys(0).init
+    assert_same_bits(host(init_state.__wrapped__(key, config)), host(init_state(key, config)))
 
 
 def test_same_seed_same_bits_other_seed_other_bits(images):

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import FIXTURE
 
 from jaxart import cli
+from jaxart.files import read_json_lines
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan import evaluate
 from jaxart.gan.checkpoint import load_latest
-from jaxart.gan.judge import load_judge
+from jaxart.gan.judge import load_judge, shipped_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small"
 RUN = ["--data", FIXTURE, "--max-steps", "150", "--steps-per-call", "25", "--checkpoint-every", "50"]
 EVAL = ["--eval-every", "60", "--eval-samples", "200"]
 
@@ -25,7 +24,7 @@ EVAL = ["--eval-every", "60", "--eval-samples", "200"]
 @pytest.fixture(scope="module", autouse=True)
 def mnist_judge():
     """The committed MNIST judge for the fixture's data, which would otherwise get (and cache) its own."""
-    judge = load_judge(ROOT / "weights" / "judge-mnist")
+    judge = load_judge(shipped_dir("mnist"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(evaluate, "load_or_train_judge", lambda *args, **kwargs: judge)
         yield judge
@@ -37,7 +36,7 @@ def run(argv) -> None:
 
 def state_and_metrics(workdir: Path):
     state = load_latest(workdir)
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_json_lines(workdir / "metrics.jsonl")
     return jax.tree.map(np.asarray, state), [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
@@ -60,7 +59,7 @@ def test_evaluation_leaves_training_bit_for_bit_alone(runs):
 
 def test_eval_every_records_steps_and_matches_the_eval_command(runs, capsys):
     workdir = runs[1]
-    records = evaluate.read_json_lines(workdir / evaluate.REPORT_FILE)
+    records = read_json_lines(workdir / evaluate.REPORT_FILE)
     assert [r["step"] for r in records] == [60, 120, 150]  # every 60 steps, and the end
     assert all(r["num_samples"] == 200 and "precision" in r for r in records)
     assert (workdir / evaluate.FIGURE_FILE).stat().st_size > 0
@@ -68,7 +67,7 @@ def test_eval_every_records_steps_and_matches_the_eval_command(runs, capsys):
     capsys.readouterr()
     run(["eval", "--workdir", workdir, "--num", "200"])
     assert capsys.readouterr().out.startswith("step 150: FCD ")
-    assert evaluate.read_json_lines(workdir / evaluate.REPORT_FILE)[-1] == records[-1]
+    assert read_json_lines(workdir / evaluate.REPORT_FILE)[-1] == records[-1]
 
 
 def test_resume_does_not_repeat_evaluations(runs, tmp_path):
@@ -77,7 +76,7 @@ def test_resume_does_not_repeat_evaluations(runs, tmp_path):
     # As if killed after step 150's evaluation but before its checkpoint.
     shutil.rmtree(workdir / "checkpoints" / "150")
     run(["train", "--workdir", workdir, *RUN, *EVAL])
-    steps = [r["step"] for r in evaluate.read_json_lines(workdir / evaluate.REPORT_FILE)]
+    steps = [r["step"] for r in read_json_lines(workdir / evaluate.REPORT_FILE)]
     assert steps == [60, 120, 150]
 
 

@@ -1,11 +1,13 @@
 """Images in and out: the colour rule, EXIF orientation, atomic writes, refusals."""
 
+import errno
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from jaxart import images
-from jaxart.cli import InputError
+from jaxart.errors import InputError
 
 
 def save(tmp_path, name, image, **kwargs):
@@ -74,6 +76,14 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out.getpixel((1, 0)) == (255, 0, 0)  # the red corner moved to the top right
 
 
+def test_image_size_reads_the_header(tmp_path, monkeypatch):
+    plain = save(tmp_path, "p.png", Image.new("RGB", (4, 2)))
+    assert images.image_size(plain) == (2, 4) == np.asarray(images.open_rgb(plain)).shape[:2]
+    # The header only: the pixels are never decoded.
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded"))
+    assert images.image_size(plain) == (2, 4)
+
+
 def test_load_image_resizes_like_the_seed(tmp_path):
     path = save(tmp_path, "x.png", Image.new("RGB", (451, 300), (1, 2, 3)))
     assert images.load_image(path, max_size=400).shape == (266, 400, 3)
@@ -94,6 +104,23 @@ def test_refusals(tmp_path):
     (tmp_path / "cut.png").write_bytes(good.read_bytes()[:600])
     with pytest.raises(InputError, match="damaged or truncated"):
         images.open_rgb(tmp_path / "cut.png")
+    for read in (images.open_rgb, images.image_size):
+        with pytest.raises(InputError, match="does not exist"):
+            read(tmp_path / "missing.png")
+        with pytest.raises(InputError, match="not an image"):
+            read(tmp_path / "text.png")
+
+
+def test_unreadable_file_is_called_unreadable(tmp_path, monkeypatch):
+    path = save(tmp_path, "secret.png", Image.new("RGB", (4, 4)))
+
+    def refuse(*args, **kwargs):  # what open() raises for a file mode 000 (root reads anything)
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    for read in (images.open_rgb, images.image_size):
+        with pytest.raises(InputError, match="cannot be read: permission denied"):
+            read(path)
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
@@ -104,6 +131,8 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # over 2x: Pillow's own error
     with pytest.raises(InputError, match="decompression bomb"):
         images.open_rgb(path)
+    with pytest.raises(InputError, match="decompression bomb"):
+        images.image_size(path)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".jpeg", ".webp"])

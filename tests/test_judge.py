@@ -8,19 +8,21 @@ import dataclasses
 import json
 import math
 import shutil
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import FIXTURE as FIXTURE_DIR
 
-from jaxart import data
-from jaxart.cli import InputError
+from jaxart import cache, data
+from jaxart.errors import InputError
+from jaxart.files import read_json_lines
 from jaxart.gan import evaluate
 from jaxart.gan import judge as judge_lib
+from jaxart.images import to_float
 
-FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist-small")
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the committed caches
+FIXTURE = str(FIXTURE_DIR)
+WEIGHTS = cache.packaged("weights")  # the committed judges, shipped as package data
 TINY = judge_lib.JudgeConfig(widths=(4, 8), hidden=16, epochs=1, batch_size=256, eval_batch_size=64)
 
 
@@ -59,8 +61,8 @@ def test_committed_judge_matches_real_mnist(judge):
     train, test = data.load("mnist", "train"), data.load("mnist", "test")
     assert judge.train_checksum == train.checksum()
     assert judge.accuracy(test) == pytest.approx(judge.test_accuracy, abs=1e-4)  # reproduces the record
-    cache = WEIGHTS / "judge-mnist"
-    assert judge_lib.load_or_train_judge("mnist", cache_dir=cache, log=pytest.fail).meta == judge.meta
+    folder = WEIGHTS / "judge-mnist"
+    assert judge_lib.load_or_train_judge("mnist", cache_dir=folder, log=pytest.fail).meta == judge.meta
 
 
 def test_committed_fashion_judge():
@@ -75,7 +77,7 @@ def test_committed_fashion_judge():
 
 
 def test_embed_pads_to_one_batch_shape(judge, fixture_data):
-    images = judge_lib.to_float(fixture_data[1].images[:191])  # not a multiple of the batch (500)
+    images = to_float(fixture_data[1].images[:191])  # not a multiple of the batch (500)
     full = judge.embed(images)
     assert full.features.shape == (191, judge.config.hidden) and full.probs.shape == (191, 10)
     np.testing.assert_allclose(full.probs.sum(axis=1), 1.0, rtol=1e-5)
@@ -138,16 +140,34 @@ def test_load_judge_rejects_a_folder_that_is_not_a_cache(tmp_path):
     shutil.copytree(WEIGHTS / "judge-mnist", tmp_path / "broken")
     shutil.rmtree(tmp_path / "broken" / "params")
     (tmp_path / "broken" / "params").mkdir()
-    with pytest.raises(InputError, match="unreadable"):
+    with pytest.raises(InputError, match="cannot be read"):
         judge_lib.load_judge(tmp_path / "broken")
 
 
-def test_default_cache_dir(monkeypatch):
-    monkeypatch.setenv("JAXART_WEIGHTS_DIR", str(WEIGHTS))
-    assert judge_lib.default_cache_dir("mnist", "ab" * 32) == WEIGHTS / "judge-mnist"
-    assert judge_lib.default_cache_dir(FIXTURE, "ab" * 32) == WEIGHTS / f"judge-{'ab' * 6}"
-    mnist_checksum = judge_lib.read_meta(WEIGHTS / "judge-mnist")["train_checksum"]
-    assert judge_lib.default_cache_dir("/some/folder", mnist_checksum) == WEIGHTS / "judge-mnist"
+def test_shipped_judges_are_found_first_and_training_goes_to_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXART_CACHE", str(tmp_path))
+    assert judge_lib.default_cache_dir("mnist", "ab" * 32) == tmp_path / "judges" / "judge-mnist"
+    assert judge_lib.default_cache_dir(FIXTURE, "ab" * 32) == tmp_path / "judges" / f"judge-{'ab' * 6}"
+    assert judge_lib.candidate_dirs("fashion-mnist", "ab" * 32) == [
+        WEIGHTS / "judge-fashion-mnist",
+        WEIGHTS / "judge-mnist",
+        tmp_path / "judges" / "judge-fashion-mnist",
+    ]
+    # A folder holding MNIST itself finds the shipped MNIST judge: nothing is trained or written.
+    mnist = judge_lib.read_meta(WEIGHTS / "judge-mnist")
+    monkeypatch.setattr(data, "load", lambda source, split="train": FakeData(mnist["train_checksum"]))
+    assert judge_lib.load_or_train_judge("/some/mnist/copy", log=pytest.fail).meta == mnist
+    assert not any(tmp_path.iterdir())
+
+
+class FakeData:
+    """A data set that only knows its checksum (enough to choose a judge)."""
+
+    def __init__(self, checksum: str):
+        self._checksum = checksum
+
+    def checksum(self) -> str:
+        return self._checksum
 
 
 # --- sanity: the metrics separate real data, noise and a collapsed generator --------------------
@@ -156,10 +176,10 @@ def test_default_cache_dir(monkeypatch):
 def sanity_cases(source: str, n: int):
     """The test set, and n training images, n uniform-noise images and (up to n) distinct ones."""
     train, test = data.load(source, "train"), data.load(source, "test")
-    real = judge_lib.to_float(train.images[:n])
+    real = to_float(train.images[:n])
     noise = np.random.default_rng(0).uniform(size=(n, 28, 28)).astype(np.float32)
     # Distinct images: repeats would shrink the k-NN radii to 0 and distort recall.
-    single_digit = judge_lib.to_float(train.images[train.labels == 1][:n])
+    single_digit = to_float(train.images[train.labels == 1][:n])
     return test, {"real": real, "noise": noise, "single_digit": single_digit}
 
 
@@ -213,7 +233,7 @@ def test_evaluate_generator_appends_json_lines_and_draws_png(judge, fixture_data
     def sample_fn(key, n):  # a "generator" replaying training images, flat as the GAN emits them
         calls.append(n)
         idx = jax.random.randint(key, (n,), 0, len(train.images))
-        return judge_lib.to_float(train.images[np.asarray(idx)]).reshape(n, 784)
+        return to_float(train.images[np.asarray(idx)]).reshape(n, 784)
 
     config = evaluate.EvalConfig(num_samples=250, sample_batch_size=100, pr_samples=200, grid_samples=36)
     first, second = (
@@ -221,7 +241,7 @@ def test_evaluate_generator_appends_json_lines_and_draws_png(judge, fixture_data
         for i, step in enumerate((100, 200))
     )
     assert calls == [100] * 6  # fixed batch: 3 calls each, surplus dropped
-    records = evaluate.read_json_lines(tmp_path / evaluate.REPORT_FILE)
+    records = read_json_lines(tmp_path / evaluate.REPORT_FILE)
     assert records == [first, second]
     assert [r["step"] for r in records] == [100, 200] and first["num_samples"] == 250
     for field in (

@@ -1,6 +1,8 @@
 """Style-transfer math against float64 numpy references, and the compiled loop's invariants."""
 
 import dataclasses
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +131,20 @@ def test_targets_are_computed_once_not_per_step(tiny):
     # One forward pass (13 convolutions up to relu5_1) and its input gradient (13 more), no more:
     # the seed's loop would also run the content and the style through VGG19 each step.
     assert jaxpr.count("conv_general_dilated") == 26
+
+
+def test_importing_creates_no_device_arrays_and_defers_heavy_imports():
+    # jax.distributed.initialize must be able to run after `import jaxart.style`, and a command
+    # pays for torch, matplotlib, tqdm and orbax only on the paths that use them.
+    code = (
+        "import sys; import jaxart.style, jaxart.style.__main__, jaxart.style.batch, jaxart.style.memory\n"
+        "from jax._src import xla_bridge\n"
+        "assert not xla_bridge.backends_are_initialized(), 'a backend started at import'\n"
+        "heavy = [m for m in ('torch', 'matplotlib', 'tqdm', 'orbax.checkpoint') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_config_is_hashable_static_arg():

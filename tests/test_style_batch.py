@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from jaxart import images, vgg
-from jaxart.cli import InputError
-from jaxart.style import StyleConfig
+from jaxart.errors import InputError
+from jaxart.style import StyleConfig, memory, pyramid
 from jaxart.style.batch import (
+    batch_train_steps,
     combinations,
     contact_sheet,
     load_images,
@@ -38,6 +39,58 @@ def temp_bytes(params, size: int, config: StyleConfig) -> int:
     state = jax.eval_shape(functools.partial(init_state, config=config), image)
     compiled = train_steps.lower(state, params, targets, config=config, num_steps=1).compile()
     return compiled.memory_analysis().temp_size_in_bytes
+
+
+def planned_bytes(params, shape: tuple[int, int], config: StyleConfig, pairs: int = 0) -> int:
+    """XLA's plan for one compiled step (arguments + outputs - donated aliases + scratch); with
+    `pairs`, of `batch_train_steps` over that many pairs."""
+    image = jax.ShapeDtypeStruct((*shape, 3), jnp.float32)
+    targets = jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image)
+    state = jax.eval_shape(functools.partial(init_state, config=config), image)
+    step = train_steps
+    if pairs:
+        batched = lambda x: jax.ShapeDtypeStruct((pairs, *x.shape), x.dtype)  # noqa: E731
+        state, targets, step = jax.tree.map(batched, state), jax.tree.map(batched, targets), batch_train_steps
+    m = step.lower(state, params, targets, config=config, num_steps=1).compile().memory_analysis()
+    return m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+
+
+@pytest.mark.parametrize(
+    "config,pairs",
+    [
+        (StyleConfig(), 0),
+        (StyleConfig(remat=True), 0),
+        (StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1")), 0),
+        (StyleConfig(optimizer="lbfgs"), 0),
+        (StyleConfig(ema=0.5, tv_weight=1.0), 0),
+        (StyleConfig(), 3),
+    ],
+    ids=["seed", "remat", "shallow", "lbfgs", "ema-tv", "batch"],
+)
+def test_memory_estimate_bounds_xla_plan(params, config, pairs):
+    # Never below what XLA plans (a refusal must not let an impossible run through), and not
+    # so far above that it refuses much that would fit.
+    shape = (192, 256)
+    # The step's program leaves out params it does not read; a run keeps them all on the device.
+    unused = memory.params_bytes(params) - memory.params_bytes(params, config)
+    plan = planned_bytes(params, shape, config, pairs) + unused
+    estimate = memory.step_bytes(shape, config, params, max(pairs, 1))
+    assert plan <= estimate <= 1.35 * plan, (estimate / 2**20, plan / 2**20)
+
+
+def test_memory_refusal_names_the_largest_size_that_fits(params, monkeypatch):
+    config = StyleConfig(max_size=4000)
+    budget = memory.step_bytes((400, 600), config, params)
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget)
+    largest = memory.largest_fitting((1000, 1500), config, params, budget)
+    assert memory.step_bytes(pyramid.scaled_shape((1000, 1500), largest), config, params) <= budget
+    assert memory.step_bytes(pyramid.scaled_shape((1000, 1500), largest + 1), config, params) > budget
+    assert largest == 600
+    with pytest.raises(ValueError, match=f"the largest --max-size that fits is {largest}"):
+        memory.check_fits((1000, 1500), config, params)
+    memory.check_fits((1000, 1500), StyleConfig(max_size=largest), params)  # fits: no error
+    with pytest.raises(ValueError, match="4 pairs"):
+        memory.check_fits((1000, 1500), StyleConfig(max_size=largest), params, pairs=4)
 
 
 def test_remat_gives_the_same_gradients(params, rng):
@@ -78,6 +131,8 @@ def test_batch_refuses_what_it_cannot_vmap(params, rng):
         stylize_batch(contents, pictures(rng, 2, 40), params, StyleConfig(steps=1))
     with pytest.raises(ValueError, match="pyramid"):
         stylize_batch(contents, contents, params, StyleConfig(steps=1, optimizer="lbfgs"))
+    with pytest.raises(ValueError, match="one --content"):
+        stylize_batch(contents, contents, params, StyleConfig(steps=1, style_blend=(1.0,)))
     with pytest.raises(ValueError, match="one per pair"):
         stylize_batch(contents, contents, params, StyleConfig(steps=1), content_weights=[1.0])
 

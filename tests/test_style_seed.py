@@ -20,6 +20,8 @@ from jaxart.style import StyleConfig, stylize  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STEPS = 20
+# The reference runs on the CPU even where the seed would pick a GPU: float64, and no TF32.
+seed.device = torch.device("cpu")
 
 
 def seed_losses(model, content, style) -> np.ndarray:

@@ -80,3 +80,31 @@ def test_normalize_denormalize_round_trip(rng):
 def test_init_params_match_torchvision_shapes(vgg_params):
     random = vgg.init_params(jax.random.key(1))
     assert jax.tree.map(np.shape, random) == jax.tree.map(np.shape, vgg_params)
+
+
+def test_torchvision_input_is_exactly_the_identity(rng):
+    x = jnp.asarray(rng.standard_normal((2, 5, 7, 3)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(vgg.preprocess(vgg.torchvision_input(), x)), np.asarray(x))
+
+
+def test_caffe_input_is_bgr_0_255_minus_the_mean_pixel(rng):
+    rgb = rng.random((2, 5, 7, 3))
+    got = vgg.preprocess(vgg.caffe_input(), vgg.normalize(jnp.asarray(rgb, jnp.float32)))
+    expected = rgb[..., ::-1] * 255.0 - np.array(vgg.CAFFE_MEAN_BGR)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-4)  # values up to ~150
+
+
+def test_preprocessing_survives_jit_vmap_remat_and_bfloat16(vgg_params, rng):
+    params = {**vgg_params, vgg.INPUT: vgg.caffe_input()}
+    images = jnp.asarray(rng.standard_normal((3, 16, 16, 3)), jnp.float32)
+    direct = vgg.features(params, images, ("relu2_1",))["relu2_1"]
+    one = jax.jit(jax.vmap(lambda x: vgg.features(params, x[None], ("relu2_1",))["relu2_1"][0]))(images)
+    np.testing.assert_allclose(np.asarray(one), np.asarray(direct), rtol=1e-5, atol=1e-5 * np.abs(direct).max())
+
+    def loss(x, remat, dtype=jnp.float32):
+        return jnp.sum(vgg.VGG19(remat=remat, dtype=dtype).apply({"params": params}, x, ("relu2_1",))["relu2_1"])
+
+    plain, rematted = jax.grad(loss)(images, False), jax.grad(loss)(images, True)
+    np.testing.assert_allclose(np.asarray(rematted), np.asarray(plain), rtol=1e-5, atol=1e-5 * np.abs(plain).max())
+    half = jax.grad(loss)(images, False, jnp.bfloat16)
+    assert half.dtype == jnp.float32 and np.corrcoef(np.ravel(half), np.ravel(plain))[0, 1] > 0.99

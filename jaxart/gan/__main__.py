@@ -7,23 +7,19 @@ seed's GAN on MNIST into runs/gan-mnist (and resumes it when run again).
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
+import gc
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import jax
-import numpy as np
-
 from jaxart import cli
-from jaxart.files import atomic_path, check_output_path
-from jaxart.gan import config as config_lib
-from jaxart.gan.checkpoint import load_latest, load_latest_run
-from jaxart.gan.evaluate import FIGURE_FILE, REPORT_FILE, eval_config, evaluate_state, load_judge_and_reference, summary
-from jaxart.gan.loop import train
+from jaxart.cache import COMPILE_CACHE_ENV
+from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import MODELS
-from jaxart.gan.train import sample
-from jaxart.images import make_grid, save_image
+from jaxart.gan.workdir import EVAL_FIGURE, EVAL_FILE
 
 SAMPLE_SUFFIXES = (".npy", ".png")
 
@@ -37,28 +33,36 @@ def parser() -> cli.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train (or resume) a GAN in --workdir; the default",
-        description="Trains the seed's MNIST GAN, resuming from the latest checkpoint in --workdir.",
+        description="Trains the seed's MNIST GAN, resuming from the latest checkpoint in --workdir. "
+        "The model options must match the checkpoint's; the run options may change between runs.",
     )
-    cli.add_config_arguments(train, config_lib.GANConfig, choices={"model": list(MODELS)})
+    cli.add_config_arguments(
+        train.add_argument_group("model and optimisation (fixed by the first checkpoint)"),
+        GANConfig,
+        choices={"model": list(MODELS)},
+    )
+    cli.add_config_arguments(train.add_argument_group("run"), RunConfig)
+    cli.add_process_arguments(train.add_argument_group("processes (jax.distributed; see README, Scaling out)"))
     sample = commands.add_parser(
         "sample",
         help="write generated images from the latest checkpoint",
         description="Writes N generated images from the latest checkpoint in --workdir: "
         ".npy (float32, (N, 28, 28), values in [0, 1]) or a .png grid.",
     )
-    sample.add_argument("--workdir", default=config_lib.GANConfig.workdir, help="a training run's folder")
+    sample.add_argument("--workdir", default=RunConfig.workdir, help="a training run's folder")
     sample.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
     sample.add_argument("--out", required=True, help="output file, .npy or .png")
     sample.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise")
+    sample.add_argument("--run", type=cli.non_negative_int, help="of a --runs workdir: which run (0, 1, ...)")
     evaluate = commands.add_parser(
         "eval",
         help="measure the latest checkpoint with the judge of its data",
         description=f"Measures N images from the latest checkpoint in --workdir against the test set with the "
-        f"classifier ('judge') of the run's data (trained and cached in weights/ on first use): FCD, "
-        f"Inception-style score, class coverage and k-NN precision/recall. Appends the record to "
-        f"{REPORT_FILE} in the workdir and draws {FIGURE_FILE} (a sample grid beside the class histogram).",
+        f"classifier ('judge') of the run's data (shipped for MNIST and Fashion-MNIST, else trained and cached "
+        f"on first use): FCD, Inception-style score, class coverage and k-NN precision/recall. Appends the "
+        f"record to {EVAL_FILE} in the workdir and draws {EVAL_FIGURE} (a sample grid beside the class histogram).",
     )
-    evaluate.add_argument("--workdir", default=config_lib.GANConfig.workdir, help="a training run's folder")
+    evaluate.add_argument("--workdir", default=RunConfig.workdir, help="a training run's folder")
     evaluate.add_argument("--num", type=cli.positive_int, default=10_000, help="how many generated images")
     evaluate.add_argument(
         "--precision-recall",
@@ -69,6 +73,14 @@ def parser() -> cli.ArgumentParser:
     evaluate.add_argument(
         "--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise (training's --eval-every uses 0)"
     )
+    for command in (train, sample, evaluate):
+        command.add_argument(
+            "--compile-cache",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help=f"keep XLA's compiled programs in the user's cache folder for the next run "
+            f"(--no-compile-cache is {COMPILE_CACHE_ENV}=0)",
+        )
     return top
 
 
@@ -77,20 +89,95 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
     args = parser().parse_args(argv)
-    if args.command == "train":
-        train(cli.config_from_args(config_lib.GANConfig, args))
-    elif args.command == "sample":
-        write_samples(args.workdir, args.num, args.out, args.seed)
-    else:
-        print(write_evaluation(args.workdir, args.num, args.precision_recall, args.seed))
+    if not args.compile_cache:
+        os.environ[COMPILE_CACHE_ENV] = "0"
+    cli.prepare_backend()
+    with quiet_library_reports():
+        if args.command == "train":
+            from jaxart.gan.loop import train
+
+            cli.join_processes(args)
+
+            train(cli.config_from_args(GANConfig, args), cli.config_from_args(RunConfig, args))
+        elif args.command == "sample":
+            write_samples(run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
+        else:
+            runs = run_workdirs(args.workdir)
+            if runs and not (Path(args.workdir) / "checkpoints").is_dir():
+                print(write_run_evaluations(runs, args.num, args.precision_recall, args.seed))
+            else:
+                print(write_evaluation(args.workdir, args.num, args.precision_recall, args.seed))
     return 0
+
+
+def drop_abandoned_reads(original: Callable) -> Callable:
+    """An unraisable hook that drops what the reads orbax abandons after a failed restore of a
+    damaged checkpoint report as they are finalized (their own error, or "Event loop is
+    closed" from tensorstore's callbacks, some only after the command's error reached it),
+    and passes everything else to `original`."""
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        closed_loop = isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+        code = getattr(unraisable.object, "cr_code", None)
+        if not (closed_loop or (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename)):
+            original(unraisable)
+
+    return hook
+
+
+@contextlib.contextmanager
+def quiet_library_reports() -> Iterator[None]:
+    """While a command runs, keeps off stderr what orbax and tensorstore report beside the one
+    error the command reports itself (all of it shows with JAXART_DEBUG=1): the tracebacks that
+    orbax's background save threads log for a failure, several times over (a full disk printed
+    ~960 lines), and the reports of abandoned reads (see `drop_abandoned_reads`).
+
+    Both are process-wide, so only the command sets them, for its own duration.
+    """
+    if cli.debug():
+        yield
+        return
+    absl = logging.getLogger("absl")
+    level, original = absl.level, sys.unraisablehook
+    absl.setLevel(logging.CRITICAL)
+    # orbax's failed background writes are asyncio tasks whose "exception was never retrieved"
+    # is logged when they are collected, which can be at interpreter exit, after this returns:
+    # the command's process ends with the command, so that logger stays quiet to the end.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = drop_abandoned_reads(original)
+    try:
+        yield
+    finally:
+        gc.collect()  # abandoned reads are reported when collected: while the hook is still set
+        sys.unraisablehook = original
+        absl.setLevel(level)
+
+
+def generator_images(state, num: int, seed: int):
+    """`num` images of a checkpointed generator; InputError if they are not finite."""
+    import jax
+    import numpy as np
+
+    from jaxart.errors import InputError
+    from jaxart.gan.train import sample
+
+    images = np.asarray(sample(state.g_params, jax.random.key(seed), num, state.config, state.g_collections))
+    if not np.isfinite(images).all():
+        raise InputError(f"the generator at step {int(state.step)} produces NaN or infinity; use an earlier checkpoint")
+    return images
 
 
 def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
     """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid)."""
+    import numpy as np
+
+    from jaxart.files import atomic_path, check_output_path
+    from jaxart.gan.checkpoint import load_latest
+    from jaxart.images import make_grid, save_image
+
     path = check_output_path(out, SAMPLE_SUFFIXES)
-    state = load_latest(workdir)
-    images = np.asarray(sample(state.g_params, jax.random.key(seed), num, state.config, state.g_collections))
+    images = generator_images(load_latest(workdir), num, seed)
     if path.suffix.lower() == ".npy":
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.save(f, images.astype(np.float32))
@@ -98,14 +185,73 @@ def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
         save_image(path, make_grid(images))
 
 
+def run_workdirs(workdir: str) -> list[Path]:
+    """The run folders of a `train --runs R` workdir (none for a single run's)."""
+    return sorted(p for p in Path(workdir).glob("run-[0-9][0-9][0-9]") if p.is_dir())
+
+
+def run_workdir(workdir: str, run: int | None) -> str:
+    """`sample --run r`'s folder; InputError for a run that is not there or a missing --run."""
+    from jaxart.errors import InputError
+    from jaxart.gan.loop import RUN_FOLDER
+
+    runs = run_workdirs(workdir)
+    if run is None:
+        if runs and not (Path(workdir) / "checkpoints").is_dir():
+            raise InputError(f"--workdir {workdir!r} holds {len(runs)} runs (train --runs); choose one with --run R")
+        return workdir
+    folder = Path(workdir) / RUN_FOLDER.format(run)
+    if not folder.is_dir():
+        raise InputError(f"--workdir {workdir!r} has no run {run} ({len(runs)} runs: --run 0 to {len(runs) - 1})")
+    return str(folder)
+
+
+def write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool, seed: int) -> str:
+    """Evaluates every run of a `--runs` workdir (each into its own eval.jsonl and eval.png); returns
+    a line per run and the mean and spread of FCD across them."""
+    import dataclasses
+
+    import numpy as np
+
+    from jaxart.files import check_writable
+    from jaxart.gan.checkpoint import load_latest_run
+    from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
+
+    config = dataclasses.replace(eval_config(num, precision_recall), seed=seed)
+    runs = [load_latest_run(w) for w in workdirs]
+    for w in workdirs:
+        check_writable(w, "--workdir")
+    judge, reference = load_judge_and_reference(runs[0][1]["data"])
+    lines, fcd = [], []
+    for w, (state, _) in zip(workdirs, runs):
+        record = evaluate_state(state, w, judge, reference, config)
+        fcd.append(record["fcd"])
+        lines.append(f"{w.name} step {record['step']}: {summary(record)}")
+    spread = f", sd {np.std(fcd, ddof=1):.2f}" if len(fcd) > 1 else ""
+    lines.append(
+        f"FCD over {len(fcd)} runs: mean {np.mean(fcd):.2f}{spread}, min {min(fcd):.2f}, max {max(fcd):.2f} "
+        f"({num} samples each)"
+    )
+    return "\n".join(lines)
+
+
 def write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) -> str:
     """Evaluates the latest checkpoint in `workdir` into its eval.jsonl and eval.png; returns a summary line."""
+    import dataclasses
+
+    from jaxart.files import check_writable
+    from jaxart.gan.checkpoint import load_latest_run
+    from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
+
     config = dataclasses.replace(eval_config(num, precision_recall), seed=seed)
     state, meta = load_latest_run(workdir)
+    check_writable(workdir, "--workdir")
     judge, reference = load_judge_and_reference(meta["data"])
     record = evaluate_state(state, workdir, judge, reference, config)
-    return f"step {record['step']}: {summary(record)} ({num} samples; {Path(workdir) / REPORT_FILE})"
+    return f"step {record['step']}: {summary(record)} ({num} samples; {Path(workdir) / EVAL_FILE})"
 
 
 if __name__ == "__main__":
+    if not cli.debug():  # here the process is the command: late reports are dropped until it exits
+        sys.unraisablehook = drop_abandoned_reads(sys.unraisablehook)
     sys.exit(cli.run(main))

@@ -1,4 +1,10 @@
-"""The GAN's configuration: every option, its default (the seed's), its flag and whether a run fixes it."""
+"""The GAN's two configurations, each field declared once with its default (the seed's) and flag.
+
+`GANConfig` is what a run *is*: the model and its optimisation. A checkpoint records it and
+a resume must match it; it is also the static argument of the compiled steps. `RunConfig` is
+how a run is *driven*: where it writes, how long it goes, how often it saves or measures.
+Changing it between a run and its resume is allowed and leaves the trajectory alone.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,6 @@ import dataclasses
 from typing import Any
 
 from jaxart import cli
-
-
-def _field(default: Any, help: str, parse, fixed: bool = False) -> Any:
-    """fixed: the field determines the run's trajectory, so resuming a checkpoint
-    with a different value is an error rather than a silent change of course."""
-    return cli.option(default, help, parse, fixed=fixed)
 
 
 def momentum(text: str) -> float:
@@ -25,63 +25,80 @@ def momentum(text: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
-    """Options of one training run; the defaults are the seed's MNIST GAN."""
+    """Model and optimisation of one run (what its checkpoints must match); defaults: the seed's MNIST GAN."""
 
-    workdir: str = _field("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", str)
-    # Not `fixed`: a resume compares the data's checksum, so a copy in another folder will do.
-    data: str = _field("mnist", "'mnist', 'fashion-mnist' or a folder of IDX files", str)
-    model: str = _field(
-        "mlp", "generator/discriminator architecture: the seed's 'mlp' or a convolutional 'dcgan'", str, fixed=True
+    model: str = cli.option(
+        "mlp", "generator/discriminator architecture: the seed's 'mlp' or a convolutional 'dcgan'", str
     )
-    epochs: int = _field(100, "passes over the training images", cli.positive_int)
-    max_steps: int | None = _field(None, "stop at this total step count, before the epochs run out", cli.positive_int)
-    batch_size: int = _field(32, "images per step", cli.positive_int, fixed=True)
-    lr: float = _field(2e-4, "Adam learning rate of both networks", cli.positive_float, fixed=True)
+    batch_size: int = cli.option(32, "images per step", cli.positive_int)
+    lr: float = cli.option(2e-4, "Adam learning rate of both networks", cli.positive_float)
     # None rather than a number: the published optimiser differs by model, and a run
     # records what was asked, so `--model dcgan` alone gets the DCGAN's 0.5.
-    b1: float | None = _field(
+    b1: float | None = cli.option(
         None,
         "Adam's b1 of both networks (default: the model's, mlp 0.9 as torch's Adam, dcgan 0.5 as DCGAN's)",
         momentum,
-        fixed=True,
     )
-    latent_dim: int = _field(64, "size of the generator's noise input", cli.positive_int, fixed=True)
-    hidden_dim: int = _field(
+    latent_dim: int = cli.option(64, "size of the generator's noise input", cli.positive_int)
+    hidden_dim: int = cli.option(
         256,
         "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
         cli.positive_int,
-        fixed=True,
     )
-    seed: int = _field(0, "seed of initialisation, data order and noise", cli.non_negative_int, fixed=True)
-    checkpoint_every: int = _field(2000, "save a checkpoint every this many steps (and at the end)", cli.positive_int)
-    keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep", cli.positive_int)
-    steps_per_call: int | None = _field(
-        None,
-        "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
-        "dcgan 1); mlp results do not depend on it, dcgan's can differ in the last bits (XLA compiles "
-        "convolutions in a loop differently)",
-        cli.positive_int,
-    )
-    # Not `fixed`: evaluation draws from its own key and leaves the training trajectory alone.
-    eval_every: int = _field(
-        0,
-        "measure the generator with the data's judge every this many steps (and at the end) into eval.jsonl; 0: never",
-        cli.non_negative_int,
-    )
-    eval_samples: int = _field(10_000, "generated images per --eval-every evaluation", cli.positive_int)
+    seed: int = cli.option(0, "seed of initialisation, data order and noise", cli.non_negative_int)
 
     def __post_init__(self) -> None:
         if self.model == "dcgan" and self.hidden_dim < 4:
             raise ValueError(f"--model dcgan needs --hidden-dim of at least 4, got {self.hidden_dim}")
 
-    def fixed(self) -> dict[str, Any]:
-        """The fields a resumed run must share with its checkpoint."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["fixed"]}
 
-    def fixed_only(self) -> GANConfig:
-        """This config with the other fields at their defaults.
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """How one run is driven: its folder, data, length and the cadence of its side effects."""
 
-        A train state carries this (statically), so runs that differ only in
-        workdir, epochs, checkpointing, ... share their compiled steps.
-        """
-        return GANConfig(**self.fixed())
+    workdir: str = cli.option("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", str)
+    # A run, not a model, setting: a resume compares the data's checksum, so a copy elsewhere will do.
+    data: str = cli.option(
+        "mnist",
+        "'mnist', 'fashion-mnist' (looked up in $JAXART_DATA, then the cache, then downloaded) or a folder of IDX files",
+        str,
+    )
+    epochs: int = cli.option(100, "passes over the training images", cli.positive_int)
+    max_steps: int | None = cli.option(
+        None, "stop at this total step count, before the epochs run out", cli.positive_int
+    )
+    checkpoint_every: int = cli.option(
+        2000, "save a checkpoint every this many steps (and at the end)", cli.positive_int
+    )
+    keep_checkpoints: int = cli.option(3, "how many of the latest checkpoints to keep", cli.positive_int)
+    steps_per_call: int | None = cli.option(
+        None,
+        "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
+        "dcgan 1); mlp results do not depend on it, dcgan's can differ in the last bits (XLA "
+        "compiles convolutions in a loop differently)",
+        cli.positive_int,
+    )
+    # Evaluation draws from its own key and leaves the training trajectory alone.
+    eval_every: int = cli.option(
+        0,
+        "measure the generator with the data's judge every this many steps (and at the end) into eval.jsonl; 0: never",
+        cli.non_negative_int,
+    )
+    eval_samples: int = cli.option(10_000, "generated images per --eval-every evaluation", cli.positive_int)
+    runs: int = cli.option(
+        1,
+        "independent runs trained at once, vmapped (run r: --seed + r, in <workdir>/run-RRR); "
+        "a resume needs the same count",
+        cli.positive_int,
+    )
+    devices: int | None = cli.option(
+        None,
+        "devices of the mesh, the batch split over them (default: all devices of all processes); "
+        "a resume may use another count",
+        cli.positive_int,
+    )
+
+
+def as_json(config: GANConfig) -> dict[str, Any]:
+    """The config as a checkpoint records it."""
+    return dataclasses.asdict(config)

@@ -10,7 +10,6 @@ the histogram of predicted classes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -21,16 +20,17 @@ import jax
 import numpy as np
 
 from jaxart import data
+from jaxart.data import IMAGE_SHAPE
 from jaxart.errors import InputError
-from jaxart.files import atomic_write
+from jaxart.files import append_json_line
 from jaxart.gan import metrics
-from jaxart.gan.judge import IMAGE_SHAPE, Judge, JudgeConfig, Log, load_or_train_judge, log_stderr, to_float
+from jaxart.gan.judge import Judge, JudgeConfig, Log, load_or_train_judge, log_stderr
 from jaxart.gan.train import GANState, sample
-from jaxart.images import make_grid
-from jaxart.plots import plt, save_figure
+from jaxart.gan.workdir import EVAL_FIGURE, EVAL_FILE
+from jaxart.images import make_grid, to_float
 
-REPORT_FILE = "eval.jsonl"
-FIGURE_FILE = "eval.png"
+REPORT_FILE = EVAL_FILE
+FIGURE_FILE = EVAL_FIGURE
 CLASS_NAMES = {
     "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 }
@@ -160,21 +160,6 @@ def sample_images(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_s
     return np.concatenate(chunks)[:num_samples]
 
 
-def append_json_line(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
-    """Appends one JSON object as a line, rewriting the file atomically (readers never see half)."""
-    path = Path(path)
-    old = path.read_bytes() if path.exists() else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    line = json.dumps(record) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_bytes(old + line.encode()))
-
-
-def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a JSON-lines report, in order."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def save_eval_figure(
     path: str | os.PathLike,
     images: np.ndarray,
@@ -183,6 +168,8 @@ def save_eval_figure(
     title: str = "",
 ) -> Path:
     """PNG: a grid of `images` (N, 28, 28) beside the predicted-class histogram of `result`."""
+    from jaxart.plots import plt, save_figure  # deferred: matplotlib takes a second to import
+
     histogram = np.asarray(result["class_histogram"])
     k = len(histogram)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})

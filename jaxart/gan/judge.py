@@ -3,10 +3,12 @@
 Its penultimate features give the Frechet distance (FCD) and precision/recall, its softmax
 the Inception-style score and the class coverage (see `jaxart.gan.metrics`).
 
-A judge is trained once per data set, deterministically from `JudgeConfig.seed`, and cached
-as an orbax checkpoint in `weights/judge-<data>/` beside `judge.json`, which records the
-sha256 of the training data, the config and the test accuracy. `load_or_train_judge` loads
-the cache when both the checksum and the config match, and retrains (saying why) otherwise.
+A judge is trained once per data set, deterministically from `JudgeConfig.seed`, and kept
+as an orbax checkpoint beside `judge.json`, which records the sha256 of the training data,
+the config and the test accuracy. The judges of MNIST and Fashion-MNIST ship with jaxart
+(`weights/judge-<name>`, package data); one trained here (other data, another config) is
+cached in the user's cache folder, `jaxart.cache.cache_dir("judges")`. `load_or_train_judge`
+loads a judge whose checksum and config match, and trains one (saying why) otherwise.
 
 `python -m jaxart.gan.judge [--data mnist]` (re)trains and caches one.
 """
@@ -29,16 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxart import cli, data
+from jaxart import cache, cli, data
+from jaxart.data import IMAGE_SHAPE
 from jaxart.errors import InputError
-from jaxart.files import replace_folder
-from jaxart.weights import weights_dir
+from jaxart.images import to_float
 
 NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
-_PARAMS_DIR = "params"
 _META_FILE = "judge.json"
-_FORMAT = "jaxart-judge-1"
+_FORMAT = "jaxart-judge-1"  # the "format" field of judge.json
 
 Params = Any
 Log = Callable[[str], None]
@@ -119,11 +119,6 @@ class Judge:
         return float(np.mean(probs.argmax(axis=1) == dataset.labels))
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 in [0, 1], the judge's input."""
-    return np.asarray(images, dtype=np.float32) / 255.0
-
-
 @jax.jit(static_argnums=0)
 def _forward(model: Classifier, params: Params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     logits, features = model.apply({"params": params}, images)
@@ -201,26 +196,34 @@ def _config_json(config: JudgeConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def shipped_dir(name: str) -> Path:
+    """The judge shipped with jaxart for a named data set (read-only package data)."""
+    return cache.packaged("weights", f"judge-{name}")
+
+
 def default_cache_dir(source: str, train_checksum: str) -> Path:
-    """`weights/judge-<name>` for a named data set; for a folder, the named cache trained on the
-    same data if there is one (so a folder holding MNIST reuses MNIST's judge), else
-    `weights/judge-<first 12 hex digits of the checksum>`."""
-    if source in data.KNOWN_FOLDERS:
-        return weights_dir() / f"judge-{source}"
-    for name in data.KNOWN_FOLDERS:
-        meta = read_meta(weights_dir() / f"judge-{name}")
-        if meta is not None and meta.get("train_checksum") == train_checksum:
-            return weights_dir() / f"judge-{name}"
-    return weights_dir() / f"judge-{train_checksum[:12]}"
+    """Where a judge trained here is cached: `judge-<name>` for a named data set, else
+    `judge-<first 12 hex digits of the data's checksum>`, in the user's cache folder."""
+    name = source if source in data.NAMES else train_checksum[:12]
+    return cache.cache_dir("judges", f"judge-{name}")
+
+
+def candidate_dirs(source: str, train_checksum: str) -> list[Path]:
+    """Folders that may hold a judge for this data, in the order they are tried: the shipped
+    judges (the source's own first; a folder holding MNIST finds MNIST's), then the cache."""
+    names = sorted(data.NAMES, key=lambda name: name != source)
+    return [*(shipped_dir(name) for name in names), default_cache_dir(source, train_checksum)]
 
 
 def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The judge.json of a cache folder, or None when missing or unreadable."""
-    try:
-        meta = json.loads((Path(folder) / _META_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == _FORMAT else None
+    """The judge.json of a judge folder, or None when missing or unreadable."""
+    return cache.read_meta(folder, _META_FILE, _FORMAT)
+
+
+def save_judge(folder: str | os.PathLike, judge: Judge) -> Path:
+    """Writes `judge` as an orbax checkpoint plus judge.json into `folder`, replacing a judge
+    there whole; any other folder that is not empty is refused (InputError)."""
+    return cache.save_tree(folder, judge.params, judge.meta, _META_FILE, _FORMAT)
 
 
 def check_replaceable(folder: Path) -> None:
@@ -229,42 +232,19 @@ def check_replaceable(folder: Path) -> None:
         raise InputError(f"{str(folder)!r} exists and is not a judge cache; refusing to replace it")
 
 
-def save_judge(folder: str | os.PathLike, judge: Judge) -> Path:
-    """Writes `judge` as an orbax checkpoint plus judge.json into `folder`, replacing it whole."""
-    import orbax.checkpoint as ocp  # deferred: only caching needs orbax
-
-    folder = Path(folder).expanduser().resolve()
-    check_replaceable(folder)
-
-    def write(tmp: Path) -> None:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(tmp / _PARAMS_DIR, jax.tree.map(np.asarray, judge.params))
-            ckptr.wait_until_finished()
-        (tmp / _META_FILE).write_text(json.dumps(judge.meta, indent=2) + "\n")
-
-    return replace_folder(folder, write)
-
-
 def load_judge(folder: str | os.PathLike) -> Judge:
-    """Loads a judge written by `save_judge`. Raises InputError if the folder is not a readable cache."""
-    import orbax.checkpoint as ocp  # deferred: only caching needs orbax
-
-    folder = Path(folder).expanduser().resolve()
+    """Loads a judge written by `save_judge`. Raises InputError if the folder is not a readable judge."""
+    folder = Path(folder).expanduser()
     meta = read_meta(folder)
-    if meta is None or not (folder / _PARAMS_DIR).is_dir():
-        raise InputError(f"{str(folder)!r} is not a judge cache (no {_META_FILE} and {_PARAMS_DIR}/)")
+    if meta is None:
+        raise InputError(f"{str(folder)!r} is not a judge cache (no readable {_META_FILE})")
     config_fields = {f.name for f in dataclasses.fields(JudgeConfig)}
     recorded = meta.get("config", {})
     if set(recorded) != config_fields:
         raise InputError(f"judge cache {str(folder)!r} records a config of another jaxart version")
     config = JudgeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
-    dummy = jnp.zeros((1, *IMAGE_SHAPE))
-    target = jax.eval_shape(make_model(config).init, jax.random.key(0), dummy)["params"]
-    try:
-        with ocp.StandardCheckpointer() as ckptr:
-            params = ckptr.restore(folder / _PARAMS_DIR, target)
-    except Exception as e:  # orbax raises a variety of errors on damaged checkpoints
-        raise InputError(f"judge cache {str(folder)!r} is unreadable ({str(e)[:160]}); delete it to retrain") from None
+    target = jax.eval_shape(make_model(config).init, jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)))["params"]
+    params, meta = cache.load_tree(folder, target, _META_FILE, _FORMAT, "judge cache")
     return Judge(config, params, meta)
 
 
@@ -302,26 +282,28 @@ def load_or_train_judge(
 
     Args:
       source: 'mnist', 'fashion-mnist' or a folder of IDX files (see `jaxart.data`).
-      cache_dir: the cache folder; default `default_cache_dir(source, checksum)`.
+      cache_dir: the judge's folder; default: the shipped judges (see `candidate_dirs`),
+        then `default_cache_dir(source, checksum)`, which a judge trained here goes to.
       retrain: train even when the cache is valid.
     """
     train = data.load(source, "train")
     checksum = train.checksum()
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(source, checksum)
-    meta = read_meta(folder)
-    if meta is None:
-        reason = f"no judge cached in {folder}"
-    elif meta.get("train_checksum") != checksum:
-        recorded = str(meta.get("train_checksum"))[:12]
-        reason = f"the judge in {folder} was trained on other data ({recorded}, not {checksum[:12]})"
-    elif meta.get("config") != _config_json(config):
-        reason = f"the judge in {folder} was trained with another config"
-    elif retrain:
-        reason = "retraining was asked for"
-    else:
-        return load_judge(folder)
+    folders = [Path(cache_dir)] if cache_dir is not None else candidate_dirs(source, checksum)
+    reasons = []
+    for folder in folders:
+        meta = read_meta(folder)
+        if meta is None:
+            reasons.append(f"no judge cached in {folder}")
+        elif meta.get("train_checksum") != checksum:
+            recorded = str(meta.get("train_checksum"))[:12]
+            reasons.append(f"the judge in {folder} was trained on other data ({recorded}, not {checksum[:12]})")
+        elif meta.get("config") != _config_json(config):
+            reasons.append(f"the judge in {folder} was trained with another config")
+        elif not retrain:
+            return load_judge(folder)
+    folder = folders[-1]  # a shipped judge is never replaced: training goes to the cache
     check_replaceable(folder)  # before minutes of training, not after
-    log(f"training a {source} judge: {reason}")
+    log(f"training a {source} judge: {'retraining was asked for' if retrain else reasons[-1]}")
     judge = train_judge(source, train, data.load(source, "test"), config, log)
     folder.parent.mkdir(parents=True, exist_ok=True)
     save_judge(folder, judge)
@@ -337,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default="mnist", help="'mnist', 'fashion-mnist' or a folder of IDX files")
     parser.add_argument("--retrain", action="store_true", help="train even when a valid cache exists")
     args = parser.parse_args(argv)
+    cli.prepare_backend()
     judge = load_or_train_judge(args.data, retrain=args.retrain)
     print(f"{args.data} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}")
     return 0

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxart.data import IMAGE_SHAPE
 from jaxart.gan.config import GANConfig
-
-IMAGE_SHAPE = (28, 28)
 
 
 def torch_dense(features: int, fan_in: int) -> nn.Dense:
@@ -66,8 +65,15 @@ def mlp(config: GANConfig) -> tuple[nn.Module, nn.Module]:
     return MLPGenerator(config.hidden_dim), MLPDiscriminator(config.hidden_dim)
 
 
-# The DCGAN paper's initialisation (Radford et al. 2016): weights ~ N(0, 0.02), biases zero.
-dcgan_init = nn.initializers.normal(0.02)
+def dcgan_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """The DCGAN paper's initialisation (Radford et al. 2016): weights ~ N(0, 0.02) (biases zero).
+
+    nn.initializers.normal(0.02), with a barrier: `init_state` is compiled, and XLA would fold
+    the 0.02 into the normal's own constants, giving other bits than the op-by-op init
+    (and the runs) of earlier versions.
+    """
+    return jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype)) * 0.02
+
 
 # Kernel tap of nn.ConvTranspose((4, 4), (2, 2), "SAME") that output phase a (row 2q + a) takes
 # from input offset d (row q + d), per spatial axis: 2d + 2 - a; taps outside 0..3 are absent.
@@ -79,8 +85,10 @@ class ConvTranspose2x(nn.Module):
     """nn.ConvTranspose(features, (4, 4), (2, 2), "SAME"), same parameters and output, computed
     as one 3x3 convolution at the input's resolution into the 4 output phases, then interleaved.
 
-    Why: XLA's CPU gradient for the kernel of a transposed convolution (a window-dilated
-    convolution) measured ~30x slower than this form's, making the DCGAN step 10x slower.
+    CPU-tuned: XLA's CPU gradient of a transposed convolution (a window-dilated convolution)
+    is slow. Measured on the 2-core CPU (jax 0.10.2, batch 32, gradient of kernel and input):
+    7x7x128 -> 14x14x64 took 206 ms as nn.ConvTranspose and 33 ms in this form (6.2x);
+    14x14x64 -> 28x28x1 8.0 and 2.2 ms (3.7x). On a GPU the plain form may well be as fast.
     """
 
     features: int
@@ -154,16 +162,16 @@ def dcgan(config: GANConfig) -> tuple[nn.Module, nn.Module]:
 class Architecture(NamedTuple):
     build: Callable[[GANConfig], tuple[nn.Module, nn.Module]]  # config -> (generator, discriminator)
     b1: float  # Adam's b1 when the config leaves it unset: what the architecture was published with
-    # Steps per compiled call when the config leaves it unset: the fastest measured on CPU
-    # (benchmarks/RESULTS.md): a scan saves the MLP's per-call dispatch, while XLA's CPU
-    # convolutions run ~10x slower inside a loop body.
+    # Steps per compiled call on a GPU or TPU when the run leaves it unset (on CPU: 1, see
+    # `steps_per_call`). Issue 11's H200 timings: a call's launch costs more than a step there
+    # (MLP ~6,800 steps/s at 50 a call; DCGAN 2,000 steps in 3.9 s at 1 a call, 2.1 s at 50).
     steps_per_call: int
 
 
 # `--model` chooses among the keys.
 MODELS: dict[str, Architecture] = {
     "mlp": Architecture(mlp, 0.9, 50),  # the seed: torch.optim.Adam's default betas
-    "dcgan": Architecture(dcgan, 0.5, 1),  # Radford et al.: Adam(2e-4, b1 0.5)
+    "dcgan": Architecture(dcgan, 0.5, 50),  # Radford et al.: Adam(2e-4, b1 0.5)
 }
 
 
@@ -171,8 +179,8 @@ def architecture(config: GANConfig) -> Architecture:
     """The registry entry named by `config.model`."""
     try:
         return MODELS[config.model]
-    except KeyError:
-        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}") from None
+    except KeyError as e:
+        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}") from e
 
 
 def make_models(config: GANConfig) -> tuple[nn.Module, nn.Module]:
@@ -180,9 +188,16 @@ def make_models(config: GANConfig) -> tuple[nn.Module, nn.Module]:
     return architecture(config).build(config)
 
 
-def steps_per_call(config: GANConfig) -> int:
-    """`config.steps_per_call`, or the model's own when unset."""
-    return architecture(config).steps_per_call if config.steps_per_call is None else config.steps_per_call
+def steps_per_call(config: GANConfig, asked: int | None) -> int:
+    """`asked` (a run's --steps-per-call), or when unset the model's own: mlp 50, dcgan 1.
+
+    CPU-tuned: on a quiet 2-core CPU (`python -m benchmarks.gan_speed --steps 1000 --repeats 2`,
+    benchmarks/RESULTS.md) the MLP ran 609 steps/s at 50 per call against 448 at 1 per call
+    (medians); XLA CPU runs convolutions inside a loop body ~10x slower, so the DCGAN takes one
+    step per call. The MLP's results do not depend on the steps per call (tested), so the
+    choice changes no numbers.
+    """
+    return architecture(config).steps_per_call if asked is None else asked
 
 
 def adam_b1(config: GANConfig) -> float:

@@ -16,8 +16,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxart.data import IMAGE_SHAPE
 from jaxart.gan.config import GANConfig
-from jaxart.gan.models import IMAGE_SHAPE, adam_b1, make_models
+from jaxart.gan.models import adam_b1, make_models
+from jaxart.images import to_float
 
 Params = Any
 Collections = dict[str, Any]
@@ -26,7 +28,8 @@ Metrics = dict[str, jax.Array]
 
 @struct.dataclass
 class GANState:
-    """Everything a run carries from step to step (a pytree; `config` is static: `GANConfig.fixed_only`)."""
+    """Everything a run carries from step to step (a pytree; `config` is static, so runs of one
+    model and optimisation share their compiled steps)."""
 
     step: jax.Array  # int32 (): steps taken so far
     g_params: Params
@@ -48,7 +51,8 @@ class RunKeys(NamedTuple):
     preview: jax.Array  # the fixed latent batch of the per-epoch sample grids
 
 
-def run_keys(seed: int) -> RunKeys:
+@jax.jit
+def run_keys(seed: int | jax.Array) -> RunKeys:
     return RunKeys(*jax.random.split(jax.random.key(seed), 4))
 
 
@@ -57,8 +61,12 @@ def optimizer(config: GANConfig) -> optax.GradientTransformation:
     return optax.adam(config.lr, b1=adam_b1(config))
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def init_state(key: jax.Array, config: GANConfig) -> GANState:
-    """Fresh parameters and optimiser states at step 0."""
+    """Fresh parameters and optimiser states at step 0.
+
+    Compiled as one program: run eagerly, each initialiser and zeros_like is a program of its own.
+    """
     generator, discriminator = make_models(config)
     g_key, d_key = jax.random.split(key)
     g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), train=False)
@@ -74,7 +82,7 @@ def init_state(key: jax.Array, config: GANConfig) -> GANState:
         d_opt_state=tx.init(d_params),
         g_collections=g_collections,
         d_collections=d_collections,
-        config=config.fixed_only(),
+        config=config,
     )
 
 
@@ -96,9 +104,7 @@ def _apply(
 
 def to_unit(images: jax.Array) -> jax.Array:
     """uint8 [0, 255] -> float32 [0, 1] as ToTensor does; float images pass through."""
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 255.0
-    return images.astype(jnp.float32)
+    return to_float(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
 
 
 def sample_latent(key: jax.Array, n: int, latent_dim: int) -> jax.Array:

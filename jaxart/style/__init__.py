@@ -4,7 +4,9 @@ from jaxart import images, weights
 from jaxart.style import StyleConfig, stylize
 content = images.load_image("content.png", max_size=400)
 style = images.load_image("style.png", shape=content.shape[:2])
-image, history = stylize(content, style, weights.load(), StyleConfig(steps=500))
+params = weights.load()                                   # the VGG19 (see "Pretrained VGG19 weights")
+config = StyleConfig(steps=500, **weights.style_defaults(params))  # the loss weights that suit it
+image, history = stylize(content, style, params, config)
 """
 
 from jaxart.style.config import StyleConfig, preset

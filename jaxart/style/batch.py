@@ -16,24 +16,36 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxart import images, vgg
+from jaxart import images, schedule, vgg
 from jaxart.errors import InputError
 from jaxart.style.config import StyleConfig
 from jaxart.style.transfer import (
-    METRICS,
     State,
     Targets,
-    call_lengths,
     check_sizes,
     compute_targets,
+    concat_history,
     init_state,
     initial_image,
     result_image,
+    steps_per_call,
     train_steps,
 )
+
+
+def check_batch(config: StyleConfig) -> None:
+    """Raises ValueError for options a batch cannot honour: it runs one style per pair (no
+    `style_blend`), Adam at one scale, each style at its content's shape (no `style_scale`,
+    L-BFGS or pyramid). The one place these rules live, for `iterate_batch` and the CLI."""
+    if config.style_blend:
+        raise ValueError("--style-blend blends several styles for one content; give one --content")
+    if config.style_scale is not None or config.optimizer != "adam" or config.pyramid:
+        raise ValueError(
+            "several contents or styles run as one batch: Adam at one scale, styles at the "
+            "content's shape (no --style-scale, --optimizer lbfgs or --pyramid)"
+        )
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -50,6 +62,23 @@ def batch_targets(
     return targets._replace(content_weight=content_weights, style_weight=style_weights)
 
 
+@functools.partial(jax.jit, static_argnames="config")
+def _start_batch(
+    params: Any,
+    contents: jax.Array,
+    styles: jax.Array,
+    starts: jax.Array,
+    content_weights: jax.Array,
+    style_weights: jax.Array,
+    config: StyleConfig,
+) -> tuple[Targets, State]:
+    """Targets and initial states of (B, H, W, 3) RGB pairs in [0, 1], in one compiled call."""
+    targets = batch_targets(
+        params, vgg.normalize(contents), vgg.normalize(styles), content_weights, style_weights, config
+    )
+    return targets, jax.vmap(lambda image: init_state(image, config))(vgg.normalize(starts))
+
+
 @functools.partial(jax.jit, static_argnames=("config", "num_steps"), donate_argnums=(0,))
 def batch_train_steps(
     states: State, params: Any, targets: Targets, config: StyleConfig, num_steps: int
@@ -58,13 +87,14 @@ def batch_train_steps(
     return jax.vmap(lambda s, t: train_steps(s, params, t, config, num_steps))(states, targets)
 
 
-def _weights(values: Sequence[float] | np.ndarray | None, default: float, count: int, name: str) -> jax.Array:
+def pair_weights(values: Sequence[float] | np.ndarray | None, default: float, count: int, name: str) -> np.ndarray:
+    """(count,) float32 per-pair loss weights: `values` checked, or `default` for every pair."""
     if values is None:
-        return jnp.full((count,), default, jnp.float32)
+        return np.full((count,), default, np.float32)
     values = np.asarray(values, np.float32)
     if values.shape != (count,) or not np.all(values >= 0):
         raise ValueError(f"{name} must be {count} numbers >= 0, one per pair, got {values.tolist()}")
-    return jnp.asarray(values)
+    return values
 
 
 def iterate_batch(
@@ -77,28 +107,27 @@ def iterate_batch(
     stops: tuple[int, ...] = (),
 ) -> Iterator[tuple[int, State, dict[str, np.ndarray]]]:
     """`iterate` over B pairs at once: yields (steps done, states with leading axis B,
-    {metric: (B, steps in this call)}) after each compiled call. Arguments as `stylize_batch`;
-    `stops` are step counts at which a call must end."""
+    {metric: (B, steps in this call)}, still on the device) after each compiled call. Arguments
+    as `stylize_batch`; `stops` are step counts at which a call must end."""
     contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
     if contents.ndim != 4 or contents.shape != styles.shape:
         raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
-    if config.optimizer != "adam" or config.pyramid:
-        raise ValueError("a batch runs Adam at one scale: use optimizer adam and pyramid 0")
+    check_batch(config)
     check_sizes(contents.shape[1:], [styles.shape[1:]], config)
     count = len(contents)
-    targets = batch_targets(
+    params = jax.device_put(params)
+    targets, states = _start_batch(
         params,
-        vgg.normalize(jnp.asarray(contents)),
-        vgg.normalize(jnp.asarray(styles)),
-        _weights(content_weights, config.content_weight, count, "content_weights"),
-        _weights(style_weights, config.style_weight, count, "style_weights"),
+        contents,
+        styles,
+        np.stack([initial_image(content, config) for content in contents]),
+        pair_weights(content_weights, config.content_weight, count, "content_weights"),
+        pair_weights(style_weights, config.style_weight, count, "style_weights"),
         config,
     )
-    starts = np.stack([initial_image(content, config) for content in contents])
-    states = jax.vmap(lambda image: init_state(image, config))(vgg.normalize(jnp.asarray(starts)))
-    for done, num_steps in call_lengths(config.steps, config.steps_per_call, stops):
+    for done, num_steps in schedule.calls(0, config.steps, steps_per_call(config), stops):
         states, metrics = batch_train_steps(states, params, targets, config, num_steps)
-        yield done + num_steps, states, jax.device_get(metrics)
+        yield done + num_steps, states, metrics
 
 
 def batch_results(states: State, contents: np.ndarray, config: StyleConfig) -> np.ndarray:
@@ -127,13 +156,10 @@ def stylize_batch(
       (images, history): (B, H, W, 3) float32 RGB in [0, 1], and {"loss", "content_loss",
       "style_loss"}: (B, steps) float32, each step's value before its update.
     """
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-    states = None
+    chunks, states = [], None
     for _, states, metrics in iterate_batch(contents, styles, params, config, content_weights, style_weights):
-        for name in METRICS:
-            chunks[name].append(metrics[name])
-    history = {name: np.concatenate(parts, axis=1) for name, parts in chunks.items()}
-    return batch_results(states, np.asarray(contents, np.float32), config), history
+        chunks.append(metrics)  # fetched once, at the end: the calls run back to back
+    return batch_results(states, np.asarray(contents, np.float32), config), concat_history(chunks)
 
 
 def load_images(
@@ -159,7 +185,7 @@ def load_images(
     try:
         check_sizes(contents[0].shape, [styles[0].shape], config)
     except ValueError as e:
-        raise InputError(f"{e} (after resizing to --max-size {config.max_size})") from None
+        raise InputError(f"{e} (after resizing to --max-size {config.max_size})") from e
     return np.stack(contents), np.stack(styles)
 
 

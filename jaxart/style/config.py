@@ -23,6 +23,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Gatys, Ecker & Bethge, CVPR 2016: content at conv4_2 (read after its ReLU), style at
     # conv{1..5}_1 equally weighted (their w_l = 1/5 is absorbed by style_weight), average pooling.
     "gatys": {"content_layers": ("relu4_2",), "style_layers": SEED_LAYERS, "pooling": "avg"},
+    # The seed's loss, minimised by L-BFGS with the backtracking step rule: with the original
+    # VGG19 at 128 px it reached the seed's 300-step Adam loss in 15 iterations, 9x sooner
+    # (benchmarks/RESULTS.md, "Style quality with the original VGG19").
+    "fast": {"optimizer": "lbfgs", "lbfgs_step": "backtracking", "steps": 100},
 }
 
 
@@ -31,8 +35,8 @@ def parse_layer(entry: str) -> tuple[str, float]:
     name, sep, weight = entry.partition(":")
     try:
         return name.strip(), float(weight) if sep else 1.0
-    except ValueError:
-        raise ValueError(f"layer weight of {name.strip()!r} is not a number: {weight!r}") from None
+    except ValueError as e:
+        raise ValueError(f"layer weight of {name.strip()!r} is not a number: {weight!r}") from e
 
 
 def layer_weights(entries: Iterable[str]) -> dict[str, float]:
@@ -61,7 +65,12 @@ def layer_list(text: str) -> tuple[str, ...]:
     try:
         return canonical_layers(part for part in text.split(",") if part.strip())
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def steps_per_call_arg(text: str) -> int | None:
+    """argparse type: 'auto' (None: chosen by the backend) or a positive integer."""
+    return None if text.strip().lower() == "auto" else cli.positive_int(text)
 
 
 def blend_list(text: str) -> tuple[float, ...]:
@@ -82,6 +91,13 @@ class StyleConfig:
     max_size: int = cli.option(400, "the content's longest side after resizing, in pixels", cli.positive_int)
     optimizer: str = cli.option(
         "adam", "adam (--lr, --b1, --b2) or lbfgs (optax.lbfgs: zoom line search, no learning rate)", str
+    )
+    lbfgs_step: str = cli.option(
+        "zoom",
+        "L-BFGS's step rule: zoom (optax's strong-Wolfe zoom line search: several loss evaluations "
+        "per iteration) or backtracking (Armijo backtracking from the full L-BFGS step, which is "
+        "usually accepted: about one evaluation per iteration)",
+        str,
     )
     lr: float = cli.option(0.003, "Adam's learning rate", cli.positive_float)
     b1: float = cli.option(0.5, "Adam's first-moment decay", cli.non_negative_float)
@@ -143,8 +159,12 @@ class StyleConfig:
         "its chrominance (Cb, Cr) from the content",
         bool,
     )
-    steps_per_call: int = cli.option(
-        1, "optimisation steps per compiled call (lax.scan); results do not depend on it", cli.positive_int
+    steps_per_call: int | None = cli.option(
+        None,
+        "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where XLA "
+        "runs a loop body slower, 20 on GPU/TPU; calls always end at --save-every stops; results do "
+        "not depend on it",
+        steps_per_call_arg,
     )
     dtype: str = cli.option(
         "float32",
@@ -161,7 +181,7 @@ class StyleConfig:
 
     def __post_init__(self):
         for name in ("steps", "max_size", "steps_per_call"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")

@@ -9,7 +9,7 @@ them every step).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxart import images, vgg
+from jaxart import images, schedule, vgg
 from jaxart.style import pyramid
 from jaxart.style.colors import keep_colors
 from jaxart.style.config import StyleConfig
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
 
 METRICS = ("loss", "content_loss", "style_loss")
+ACCELERATOR_STEPS_PER_CALL = 20  # enough to hide the per-call dispatch behind ~2-10 ms steps
 
 
 class Targets(NamedTuple):
@@ -32,14 +33,15 @@ class Targets(NamedTuple):
 
     The weights travel here rather than in the config so that a batch of transfers
     can `vmap` over them; the total-variation term is compiled in only when the config's
-    tv_weight is > 0.
+    tv_weight is > 0. (Its default is a Python float, not a jax array: importing jaxart must not
+    create device arrays before `jax.distributed.initialize`.)
     """
 
     content: dict[str, jax.Array]
     style_grams: dict[str, jax.Array]
     content_weight: jax.Array
     style_weight: jax.Array
-    tv_weight: jax.Array = jnp.float32(0.0)
+    tv_weight: jax.Array | float = 0.0
 
 
 def _features(params: Any, image: jax.Array, layers: tuple[str, ...], config: StyleConfig) -> dict[str, jax.Array]:
@@ -114,6 +116,16 @@ def loss_fn(image: jax.Array, params: Any, targets: Targets, config: StyleConfig
 
 def optimizer(config: StyleConfig) -> optax.GradientTransformation:
     if config.optimizer == "lbfgs":
+        if config.lbfgs_step == "backtracking":
+            # The L-BFGS direction is well scaled after the first iteration (optax caps that one
+            # to unit norm), so the full step mostly passes Armijo's test at the first try: one
+            # value-and-gradient per iteration, reused by the next (store_grad), as in pastiche's
+            # torch.optim.LBFGS(max_iter=1), but safe when the step is too long.
+            return optax.lbfgs(
+                linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=30, store_grad=True)
+            )
+        if config.lbfgs_step != "zoom":
+            raise ValueError(f"lbfgs_step must be zoom or backtracking, got {config.lbfgs_step!r}")
         return optax.lbfgs()
     return optax.adam(config.lr, b1=config.b1, b2=config.b2)
 
@@ -216,21 +228,58 @@ def output_image(image: jax.Array, colors: jax.Array | None = None) -> jax.Array
     return rgb if colors is None else keep_colors(rgb, jnp.asarray(colors))
 
 
+@jax.jit
+def _output_image(image: jax.Array, colors: jax.Array | None) -> jax.Array:
+    # One compiled call: eagerly, each of its dozen operations would compile on its own.
+    return output_image(image, colors)
+
+
 def result_image(state: State, content: np.ndarray, config: StyleConfig) -> np.ndarray:
     """The picture a state stands for: (h, w, 3) float32 RGB in [0, 1], the iterate average with
     `ema`, in the content's colours with `original_colors`."""
-    return np.asarray(output_image(state.result, content if config.original_colors else None))
+    return np.asarray(_output_image(state.result, content if config.original_colors else None))
 
 
-def call_lengths(end: int, steps_per_call: int, stops: Iterable[int] = (), start: int = 0) -> Iterator[tuple[int, int]]:
-    """(steps done before, steps in this call) of each compiled call from `start` to `end`:
-    calls of at most `steps_per_call` steps, ending at every stop on the way."""
-    done = start
-    for boundary in sorted({s for s in stops if start < s < end} | {end}):
-        while done < boundary:
-            n = min(steps_per_call, boundary - done)
-            yield done, n
-            done += n
+def steps_per_call(config: StyleConfig) -> int:
+    """Steps per compiled call: the config's, or when it is None ("auto") 1 on CPU, where XLA
+    runs convolutions inside a loop body 2-3x slower (benchmarks/RESULTS.md), and
+    ACCELERATOR_STEPS_PER_CALL on GPU/TPU, where dispatching each step would cost more than it."""
+    if config.steps_per_call is not None:
+        return config.steps_per_call
+    return 1 if jax.default_backend() == "cpu" else ACCELERATOR_STEPS_PER_CALL
+
+
+def concat_history(chunks: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Each metric's whole history from per-call chunks {name: (..., steps in the call)}, joined
+    along the step axis; chunks still on the device come over in one transfer."""
+    chunks = jax.device_get(list(chunks))
+    return {name: np.concatenate([np.asarray(c[name]) for c in chunks], axis=-1) for name in METRICS}
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "config", "fresh"))
+def start_level(
+    content: jax.Array,
+    styles: Sequence[jax.Array],
+    image: jax.Array | None,
+    shape: tuple[int, int],
+    config: StyleConfig,
+    fresh: bool = True,
+) -> tuple[jax.Array, list[jax.Array], State]:
+    """A pyramid level's normalised content and styles and its starting state, in one compiled
+    call (eagerly, each resize and normalisation would compile on its own).
+
+    Args:
+      content, styles: RGB in [0, 1] at their own shapes; resized here to the level's.
+      image: the starting image: None for the content itself (the very array the content
+        features are computed from, so the first content loss is exactly 0, as in the seed);
+        RGB in [0, 1] when `fresh`, else a previous level's normalised result.
+      shape: the level's (height, width).
+    """
+    level_styles = [vgg.normalize(pyramid.resize(s, pyramid.style_shape(s.shape[:2], shape, config))) for s in styles]
+    level_content = vgg.normalize(pyramid.resize(content, shape))
+    # Normalisation is affine per channel, so resizing commutes with it.
+    start = level_content if image is None else pyramid.resize(vgg.normalize(image) if fresh else image, shape)
+    return level_content, level_styles, init_state(start, config)
 
 
 def iterate(
@@ -240,39 +289,41 @@ def iterate(
     config: StyleConfig,
     stops: tuple[int, ...] = (),
     init: np.ndarray | None = None,
-) -> Iterator[tuple[int, State, dict[str, np.ndarray]]]:
+) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
     """Runs the optimisation, level by level of the pyramid, yielding after each compiled call.
 
     Args:
       content: (H, W, 3) float RGB in [0, 1].
       style: one (h, w, 3) float RGB image in [0, 1] or several (blended by `style_blend`): of
         the content's shape, or with `style_scale` of any shape (resized per level, see `pyramid`).
+      params: VGG19 params; put on the device once here, not copied there by every call.
       stops: step counts at which a call must end (e.g. to save an image there).
       init: the (H, W, 3) RGB starting image in [0, 1]; default: `initial_image(content, config)`.
     Yields:
       (steps done so far, state, {metric: (steps in this call,) float32}); the state's image
-      has the current pyramid level's shape.
+      has the current pyramid level's shape. The metrics stay on the device: a caller that
+      reads them only after asking for the next call (see `jaxart.style.driver`) never makes
+      the device wait for the host. The state is donated to the next call: read it before.
     """
-    styles = [jnp.asarray(s) for s in _as_list(style)]
+    styles = [np.asarray(s) for s in _as_list(style)]
     if config.style_scale is None and any(s.shape != content.shape for s in styles):
         shapes = ", ".join(str(s.shape) for s in styles)
         raise ValueError(f"content {content.shape} and style {shapes} must have the same shape")
     check_sizes(content.shape, [s.shape for s in styles], config)
-    content = jnp.asarray(content)
-    image = vgg.normalize(jnp.asarray(initial_image(content, config) if init is None else init))
+    params = jax.device_put(params)
+    image = initial_image(content, config) if init is None else init
+    image = None if image is content else image
     shapes = pyramid.level_shapes(content.shape[:2], config)
     ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
-    done = 0
-    for shape, end in zip(shapes, ends):
-        level_styles = [pyramid.resize(s, pyramid.style_shape(s.shape[:2], shape, config)) for s in styles]
-        targets = compute_targets(
-            params, vgg.normalize(pyramid.resize(content, shape)), [vgg.normalize(s) for s in level_styles], config
-        )
-        # Normalisation is affine per channel, so resizing commutes with it.
-        state = init_state(pyramid.resize(image, shape), config)
-        for before, n in call_lengths(end, config.steps_per_call, stops, start=done):
+    per_call, done = steps_per_call(config), 0
+    for level, (shape, end) in enumerate(zip(shapes, ends)):
+        level_content, level_styles, state = start_level(content, styles, image, tuple(shape), config, level == 0)
+        # Not compiled: XLA rounds a compiled forward pass differently from the step's (by ~1e-8),
+        # and the first content loss would no longer be exactly 0, as it is in the seed.
+        targets = compute_targets(params, level_content, level_styles, config)
+        for before, n in schedule.calls(done, end, per_call, stops):
             state, metrics = train_steps(state, params, targets, config, n)
-            yield before + n, state, jax.device_get(metrics)
+            yield before + n, state, metrics
         done = end
         image = state.result
 
@@ -298,10 +349,7 @@ def stylize(
       {"loss", "content_loss", "style_loss"}: (steps,) float32, each step's value
       before its update (L-BFGS: each iteration's).
     """
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-    state = None
+    chunks, state = [], None
     for _, state, metrics in iterate(content, style, params, config, init=init):
-        for name in METRICS:
-            chunks[name].append(metrics[name])
-    history = {name: np.concatenate(parts) for name, parts in chunks.items()}
-    return result_image(state, content, config), history
+        chunks.append(metrics)  # fetched once, at the end: the calls run back to back
+    return result_image(state, content, config), concat_history(chunks)

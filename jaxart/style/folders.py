@@ -1,0 +1,235 @@
+"""Many pictures: every image of a folder, and a folder of numbered frames as a video.
+
+Rules:
+  * A folder's images are its files with an IMAGE_SUFFIXES suffix, in name order; frames are
+    ordered by the last number in their names.
+  * Each content x style pair writes `<output stem>_<content stem>_<style stem><suffix>` beside
+    --output (as a batch does), each frame `<output stem>_<frame stem><suffix>`, atomically, as
+    soon as its batch or frame ends. An output that exists is done: a rerun skips it, so an
+    interrupted folder or video resumes where it stopped (with the same options, or the
+    outputs it kept were made with others).
+  * Folder: contents of one shape (after --max-size) run as batches of `batch_size` pairs.
+  * Frames: one by one, in order; with warm start each frame's optimisation starts from the
+    previous frame's output as written (read back from its file, so a resumed video takes
+    the very same steps as an uninterrupted one), which makes consecutive outputs agree more.
+    `flicker` measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxart import images
+from jaxart.errors import InputError
+from jaxart.files import check_distinct, check_writable
+from jaxart.style import batch, driver, pyramid, sharding
+from jaxart.style.config import StyleConfig
+from jaxart.style.transfer import check_sizes, iterate, result_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in `folder`, in name order (InputError if there are none)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{str(folder)!r} is not a folder")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise InputError(f"folder {str(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def frame_number(path: Path) -> int | None:
+    """The last run of digits in a file's stem ('clip_0042' -> 42), None without one."""
+    digits = re.findall(r"\d+", path.stem)
+    return int(digits[-1]) if digits else None
+
+
+def list_frames(folder: str | os.PathLike) -> list[Path]:
+    """A folder's images ordered as frames, by `frame_number`; InputError if one has no number
+    or two share one (the order would be a guess)."""
+    paths = list_images(folder)
+    numbers = [frame_number(p) for p in paths]
+    unnumbered = [p.name for p, n in zip(paths, numbers) if n is None]
+    if unnumbered:
+        raise InputError(f"frames need a number in their names; {', '.join(unnumbered[:3])} have none")
+    if len(set(numbers)) < len(numbers):
+        raise InputError(f"two frames in {str(folder)!r} share a number; the order would be ambiguous")
+    return [p for _, p in sorted(zip(numbers, paths))]
+
+
+def flicker(frames: Sequence[np.ndarray]) -> float:
+    """Mean absolute difference between consecutive (H, W, 3) frames, averaged over the pairs."""
+    return float(np.mean([np.mean(np.abs(b - a)) for a, b in zip(frames[:-1], frames[1:])]))
+
+
+def flicker_ratio(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> float:
+    """`flicker` of the outputs over that of the inputs: 1 = the stylised video changes from
+    frame to frame as much as the input does; more = stylisation adds flicker."""
+    return flicker(outputs) / flicker(inputs)
+
+
+def frame_outputs(output: Path, frame_files: Sequence[Path]) -> list[Path]:
+    """`<output stem>_<frame stem><output suffix>` beside `output`, one per frame."""
+    return [output.with_name(f"{output.stem}_{Path(f).stem}{output.suffix}") for f in frame_files]
+
+
+def check_contents(content_files: Sequence[Path], config: StyleConfig) -> None:
+    """Refuses (InputError, naming the file) a content too small for the chosen layers at
+    --max-size, from its header alone, before any work."""
+    for path in content_files:
+        shape = pyramid.scaled_shape(images.image_size(path), config.max_size)
+        try:
+            check_sizes((*shape, 3), [(*shape, 3)], config)
+        except ValueError as e:
+            raise InputError(f"{path.name}: {e} (after resizing to --max-size {config.max_size})") from e
+
+
+def _load_styles(style_files: Sequence[str | os.PathLike], shape: tuple[int, int]) -> np.ndarray:
+    return np.stack([images.load_image(path, shape=shape) for path in style_files])
+
+
+def run_folder(
+    content_files: Sequence[Path],
+    style_files: Sequence[str],
+    params: Any,
+    config: StyleConfig,
+    output: Path,
+    mesh: Any = None,
+    batch_size: int | None = None,
+) -> str:
+    """Every content x style pair whose output does not exist yet, contents of one shape in
+    batches of `batch_size` pairs (default: one per device of `mesh`, or 1), the pairs split
+    over `mesh`'s devices when given (see `sharding.iterate_pairs`); with several processes, each
+    runs its share on its own devices. Returns the summary line."""
+    outputs = batch.output_paths(output, content_files, style_files)
+    # After jax.distributed.initialize, each process takes every process_count-th pair, split
+    # before looking at what exists: another process may be writing its share meanwhile.
+    mine = [(i, j) for i, _ in enumerate(content_files) for j, _ in enumerate(style_files)]
+    mine = mine[jax.process_index() :: jax.process_count()]
+    todo = [(i, j) for i, j in mine if not outputs[i * len(style_files) + j].exists()]
+    skipped = len(mine) - len(todo)
+    contents = {i: images.load_image(content_files[i], max_size=config.max_size) for i in sorted({i for i, _ in todo})}
+    by_shape: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for i, j in todo:
+        by_shape.setdefault(contents[i].shape, []).append((i, j))
+    size = batch_size or (mesh.size if mesh is not None else 1)
+    seconds, written = 0.0, 0
+    for shape, pairs in by_shape.items():
+        styles = _load_styles(style_files, shape[:2])
+        for start in range(0, len(pairs), size):
+            chunk = pairs[start : start + size]
+            pair_contents = np.stack([contents[i] for i, _ in chunk])
+            pair_styles = styles[[j for _, j in chunk]]
+            labels = [{"content": str(content_files[i]), "style": str(style_files[j])} for i, j in chunk]
+            if mesh is None:
+                calls = batch.iterate_batch(pair_contents, pair_styles, params, config)
+            else:
+                calls = sharding.iterate_pairs(pair_contents, pair_styles, params, config, mesh)
+            run = driver.optimise(calls, config, f"{written + len(chunk)}/{len(todo)} at {shape[1]}x{shape[0]}", labels)
+            results = batch.batch_results(run.state, pair_contents, config)
+            for (i, j), image in zip(chunk, results):
+                images.save_image(outputs[i * len(style_files) + j], image)
+            seconds += run.seconds
+            written += len(chunk)
+    done = f"; skipped {skipped} already done" if skipped else ""
+    return f"stylised {written} pairs in {seconds:.1f} s{done}; wrote {output.with_name(output.stem + '_*')}"
+
+
+def run_frames(
+    frame_files: Sequence[Path],
+    style_files: Sequence[str],
+    params: Any,
+    config: StyleConfig,
+    output: Path,
+    mesh: Any = None,
+    warm_start: bool = True,
+) -> str:
+    """Stylises the frames in order (see the module's rules), each split by rows over `mesh`
+    when given; frames already written are skipped. Returns the summary line, with the flicker
+    of the outputs against that of the inputs."""
+    outputs = frame_outputs(output, frame_files)
+    frames = [images.load_image(path, max_size=config.max_size) for path in frame_files]
+    if len({f.shape for f in frames}) > 1:
+        raise InputError("frames of one video must share one size")
+    inputs = driver.load_inputs(str(frame_files[0]), style_files, config)
+    seconds, ran, losses = 0.0, 0, []
+    for k, (frame, path) in enumerate(zip(frames, outputs)):
+        if path.exists():
+            continue
+        init = images.load_image(outputs[k - 1], shape=frame.shape[:2]) if warm_start and k > 0 else None
+        if mesh is None:
+            calls = iterate(frame, inputs.styles, params, config, (), init)
+        else:
+            calls = sharding.iterate_rows(frame, inputs.styles, params, config, mesh, (), init)
+        run = driver.optimise(calls, config, f"frame {k + 1}/{len(frames)}")
+        images.save_image(path, result_image(run.state, frame, config))
+        seconds, ran = seconds + run.seconds, ran + 1
+        losses.append([float(run.history[name][-1]) for name in ("content_loss", "style_loss")])
+    results = [images.load_image(path) for path in outputs]
+    ratio = flicker_ratio(results, frames) if len(frames) > 1 else float("nan")
+    mode = "warm start" if warm_start else "each frame from its own start"
+    skipped = len(frames) - ran
+    done = f", skipped {skipped} already done" if skipped else ""
+    # Flicker alone would reward a video that ignores its frames: say how well each frame was fitted.
+    fit = ""
+    if losses:
+        content, style = np.mean(losses, axis=0)
+        fit = f"; mean final content loss {content:.4g}, style loss {style:.4g}"
+    return (
+        f"stylised {ran} frames in {seconds:.1f} s ({mode}{done}{fit}); flicker {ratio:.3f} x the input's "
+        f"(mean |frame k+1 - frame k|: output {flicker(results):.4f}, input {flicker(frames):.4f}); "
+        f"wrote {output.with_name(output.stem + '_*')}"
+    )
+
+
+def is_folder(content: Sequence[str]) -> bool:
+    """Whether `--content` names one folder (every image in it) rather than image files."""
+    return len(content) == 1 and Path(content[0]).is_dir()
+
+
+def main(args: argparse.Namespace, config: StyleConfig, output: Path, reparse: Callable[[dict], StyleConfig]) -> str:
+    """The command line's `--content DIR` and `--content-frames DIR`: checks everything, then runs.
+    `reparse(overrides)` gives the config again with the weights' own defaults."""
+    frames = args.content_frames is not None
+    if frames and args.content != [str(driver.EXAMPLE_CONTENT)]:
+        raise InputError("give --content or --content-frames, not both")
+    if args.metrics or args.save_every:
+        raise InputError("--metrics and --save-every are for one transfer or one batch, not a folder")
+    if frames:
+        files = list_frames(args.content_frames)
+        outputs = frame_outputs(output, files)
+    else:
+        if args.shard_spatial:
+            raise InputError("--shard-spatial splits one picture; a folder runs its pictures as batches of pairs")
+        driver.check_batch(config)
+        files = list_images(args.content[0])
+        outputs = batch.output_paths(output, files, args.style)
+    check_contents(files, config)
+    inputs = {**{f"the content {str(f)!r}": f for f in files}, **{f"--style {s!r}": s for s in args.style}}
+    check_distinct({f"the output {str(p)!r}": p for p in outputs}, inputs)
+    check_writable(output.parent)
+    pairs = 1 if frames else len(args.style) * len(files)
+    # A folder runs as batches of pairs, even when it holds one picture.
+    mesh = sharding.command_line_mesh(args.devices, frames and args.shard_spatial, 1 if frames else max(pairs, 2))
+    params, overrides = driver.load_weights(args.weights, config.seed)
+    if overrides:
+        config = reparse(overrides)
+    if frames:
+        driver.check_memory([str(files[0])], config, params, 1, mesh)
+        line = run_frames(files, args.style, params, config, output, mesh, args.warm_start)
+    else:
+        size = args.batch_size or (mesh.size if mesh is not None else 1)
+        driver.check_memory([str(f) for f in files], config, params, size, mesh)
+        line = run_folder(files, args.style, params, config, output, mesh, size)
+    driver.warn_random(args.weights)
+    return line

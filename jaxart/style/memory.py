@@ -1,0 +1,137 @@
+"""How much memory a style transfer needs, estimated before anything is allocated, and how much
+the machine has: so that a size that cannot fit is refused in one line instead of swapping.
+
+The estimate is a formula, not a compilation (which would cost seconds before every run): the
+VGG19 activations each pixel carries through the layers a step computes, times a factor for
+what the backward pass keeps beside them, plus the params. `tests/test_style_batch.py` checks
+it against XLA's own plan (`compiled.memory_analysis()`) of the compiled step: never below it,
+and at most a third above it, for the configurations the CLI offers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxart import vgg
+from jaxart.style import pyramid
+from jaxart.style.config import StyleConfig
+
+# Bytes XLA's buffer plan keeps per activation value of the forward pass, fitted to XLA CPU's
+# `memory_analysis()` (128-400 px, jax 0.10): 1.33-1.52 without remat, 0.79 with it (each
+# block recomputed in the backward pass); L-BFGS's line search evaluates the loss again.
+ACTIVATION_FACTOR = 1.6
+REMAT_FACTOR = 0.95
+LBFGS_FACTOR = 1.2
+LBFGS_HISTORY = 10  # optax.lbfgs's default memory_size: pairs of image-sized vectors
+SLACK = 16 * 2**20  # small buffers the formula does not itemise (Gram targets, metrics)
+
+
+def _layer_channels(name: str) -> tuple[int, int]:
+    """(channels, 2**poolings before it) of a VGG19 layer's output; a pool's output is at the
+    next resolution."""
+    block = int(name[4])
+    stride = 2 ** (block - 1 + (name.startswith("pool")))
+    return vgg.BLOCKS[block - 1][0], stride
+
+
+def _values_per_pixel(layers: tuple[str, ...]) -> float:
+    """Activation values per input pixel of every layer VGG19 computes up to the deepest of `layers`."""
+    deepest = max(vgg.TORCH_INDEX[name] for name in layers)
+    total = 0.0
+    for name in vgg.LAYERS[: deepest + 1]:
+        channels, stride = _layer_channels(name)
+        total += channels / stride**2
+    return total
+
+
+def bytes_per_pixel(config: StyleConfig) -> float:
+    """Bytes one content pixel costs a step: activations, content features, the image's state."""
+    itemsize = 8 if config.dtype == "float64" else 4  # bfloat16 convolutions keep float32 outputs
+    factor = REMAT_FACTOR if config.remat else ACTIVATION_FACTOR
+    if config.optimizer == "lbfgs":
+        factor *= LBFGS_FACTOR
+    activations = factor * _values_per_pixel(config.layers)
+    content = sum(channels / stride**2 for channels, stride in map(_layer_channels, config.content_layer_names))
+    images = 3 * (3 + (1 if config.ema else 0) + (2 * LBFGS_HISTORY if config.optimizer == "lbfgs" else 0))
+    return itemsize * (activations + content + images)
+
+
+def params_bytes(params: Any, config: StyleConfig | None = None) -> int:
+    """Bytes of the params; with `config`, of those its step reads (layers up to its deepest)."""
+    if config is not None:
+        deepest = max(vgg.TORCH_INDEX[name] for name in config.layers)
+        used = set(vgg.LAYERS[: deepest + 1]) | {vgg.INPUT}
+        params = {name: p for name, p in params.items() if name in used}
+    return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(params)))
+
+
+def step_bytes(shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1) -> int:
+    """Estimated peak bytes of a run whose content is (height, width) `shape`: its finest pyramid
+    level (the coarser ones need less and are freed), `pairs` transfers at once for a batch."""
+    # All params stay on the device; the step keeps a working copy of those it reads (and,
+    # in another dtype, their cast copy too).
+    fixed = params_bytes(params) + params_bytes(params, config) * (1 if config.dtype == "float32" else 2)
+    return int(fixed + SLACK + pairs * shape[0] * shape[1] * bytes_per_pixel(config))
+
+
+def available_bytes() -> int | None:
+    """Memory a run may use now: the default device's free memory on an accelerator, else the
+    host's MemAvailable (None where neither can be read)."""
+    device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def largest_fitting(image_shape: tuple[int, int], config: StyleConfig, params: Any, budget: int, pairs: int = 1) -> int:
+    """The largest --max-size (longest side) at which a content of `image_shape`'s aspect fits
+    in `budget` bytes (0 if none does)."""
+    lo, hi = 0, max(image_shape) * 2 + 1
+    while step_bytes(pyramid.scaled_shape(image_shape, hi), config, params, pairs) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if step_bytes(pyramid.scaled_shape(image_shape, mid), config, params, pairs) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{math.ceil(n / 2**20)} MiB"
+
+
+def check_fits(image_shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1) -> None:
+    """Raises ValueError, naming the largest --max-size that fits, if a run at `config.max_size`
+    on a content of `image_shape` (its file's (height, width)) needs more memory than is
+    available now."""
+    budget = available_bytes()
+    if budget is None:
+        return
+    shape = pyramid.scaled_shape(image_shape, config.max_size)
+    need = step_bytes(shape, config, params, pairs)
+    if need <= budget:
+        return
+    what = f"{pairs} pairs at {shape[1]}x{shape[0]}" if pairs > 1 else f"a {shape[1]}x{shape[0]} image"
+    largest = largest_fitting(image_shape, config, params, budget, pairs)
+    fits = f"the largest --max-size that fits is {largest}" if largest else "no size fits"
+    hint = "" if config.remat else " (--remat needs less)"
+    raise ValueError(f"{what} needs about {gib(need)} but {gib(budget)} is available: {fits}{hint}")

