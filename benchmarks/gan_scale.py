@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
+
+from jaxart.cli import host_devices_env
 
 RESULT = "RESULT "
 
@@ -145,7 +146,7 @@ def main() -> None:
         if args.child:
             equivalence(args.data)
             return
-        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+        env = host_devices_env(4)
         command = [sys.executable, "-m", "benchmarks.gan_scale", "--equivalence", "--child", "4"]
         subprocess.run([*command, "--data", args.data], env=env, check=True)
         return
@@ -157,7 +158,7 @@ def main() -> None:
         print(f"load average at the start: {f.read().split()[:3]}")
     rows = []
     for n in args.devices:
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+        env = host_devices_env(n)
         command = [sys.executable, "-m", "benchmarks.gan_scale", "--child", str(n), "--steps", str(args.steps)]
         command += ["--repeats", str(args.repeats), "--per-call", str(args.per_call), "--data", args.data]
         command += ["--runs", *map(str, args.runs)]

@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.common import machine, seconds
 from jaxart import vgg
+from jaxart.cli import cpu_threads_env
 from jaxart.style import StyleConfig, sharding
 from jaxart.style.batch import stylize_batch
 from jaxart.style.transfer import compute_targets, init_state, stylize, train_steps
@@ -208,6 +209,7 @@ def main() -> None:
     if "devices" in args.sections:
         # Before JAX's backend starts (it starts lazily, on the first device query).
         os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+        os.environ.update(cpu_threads_env(os.environ))
     rng = np.random.default_rng(0)
     print(machine(), f"({len(jax.devices())} devices); load average {open('/proc/loadavg').read().split()[:3]}\n")
 

@@ -8,10 +8,11 @@ import contextlib
 import dataclasses
 import errno
 import os
+import re
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from jaxart.errors import InputError, RunError, reason
@@ -46,14 +47,43 @@ def prepare_backend() -> None:
     """What every command sets before JAX compiles anything: the persistent compilation
     cache (see `jaxart.cache.enable_compile_cache`) and, for GPUs, XLA's deterministic
     algorithms, so that a resumed run repeats an uninterrupted one bit for bit there as on
-    the CPU. Process-wide, so commands call it; library functions never do."""
+    the CPU; for forced CPU devices, threads enough for their collectives (`cpu_threads_env`).
+    Process-wide, so commands call it; library functions never do."""
     from jaxart.cache import enable_compile_cache
 
     # XLA reads its flags when the first backend starts; a later change has no effect.
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_gpu_deterministic_ops" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    os.environ.update(cpu_threads_env(os.environ))
     enable_compile_cache()
+
+
+_FORCED_DEVICES = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
+
+
+def cpu_threads_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `PJRT_NPROC` that forced CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`)
+    need, if `environ` forces some and does not set it; else nothing.
+
+    XLA's CPU client runs each device's part of a collective on a thread of one pool of
+    max(cores, N) threads. With several programs in flight, other work can hold one of those
+    threads while the rest wait in the collective, and XLA aborts the process after 40 s (seen
+    with 4 devices on 2 cores, and every time on 1). Twice N threads leave that work room.
+    """
+    forced = _FORCED_DEVICES.search(environ.get("XLA_FLAGS", ""))
+    if forced is None or "PJRT_NPROC" in environ:
+        return {}
+    return {"PJRT_NPROC": str(max(os.cpu_count() or 1, 2 * int(forced.group(1))))}
+
+
+def host_devices_env(count: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`environ` for a fresh process that sees `count` CPU devices (tests, benchmarks, trying
+    the many-device paths on one machine): XLA's forced host device count and the threads
+    it needs (see `cpu_threads_env`)."""
+    flags = _FORCED_DEVICES.sub("", environ.get("XLA_FLAGS", "")).strip()
+    environ = {**environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
+    return {**environ, **cpu_threads_env(environ)}
 
 
 def add_process_arguments(group: argparse._ArgumentGroup) -> None:

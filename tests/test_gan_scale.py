@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURE
 
+from jaxart.cli import host_devices_env
+
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4  # relative, per-step losses: float32 sums in another order (issue 12)
 STEPS = 50
@@ -60,12 +62,7 @@ def relative(a, b):
 
 def run_script(script: str, devices: int = 4, timeout: int = 900, **env: str) -> dict:
     """Runs `script` in a fresh Python with `devices` forced CPU devices; its last stdout line as JSON."""
-    environment = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
+    environment = {**host_devices_env(devices), "PYTHONPATH": str(ROOT), **env}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
         capture_output=True,
@@ -149,13 +146,7 @@ distributed.initialize(f"localhost:{os.environ['PORT']}", 2, int(os.environ['PRO
 def run_processes(script: str, timeout: int = 900, **env: str) -> list[dict]:
     """`script` in two processes of two CPU devices each, joined over localhost; their JSON lines."""
     port = str(free_port())
-    environment = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "PYTHONPATH": str(ROOT),
-        "PORT": port,
-        **env,
-    }
+    environment = {**host_devices_env(2), "PYTHONPATH": str(ROOT), "PORT": port, **env}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(TWO_PROCESSES + script)],
@@ -225,7 +216,7 @@ def train_command(workdir: Path, *flags: str) -> list[str]:
 
 
 def start_processes(workdir: Path, port: int, *flags: str) -> list[subprocess.Popen]:
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(ROOT)}
+    environment = {**host_devices_env(2), "PYTHONPATH": str(ROOT)}
     return [
         subprocess.Popen(
             train_command(workdir, *flags, "--coordinator", f"localhost:{port}", "--num-processes", "2")
@@ -298,7 +289,7 @@ def test_cli_two_processes_killed_and_resumed_bit_exact(tmp_path):
 
 
 def test_cli_devices_refused_in_one_line(tmp_path):
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PYTHONPATH": str(ROOT)}
+    environment = {**host_devices_env(4), "PYTHONPATH": str(ROOT)}
     for flags, said in (
         (["--devices", "3"], "--batch-size 32 does not split over 3 devices"),
         (["--devices", "8"], "--devices 8: this program sees 4 device(s)"),

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxart.cli import cpu_threads_env, host_devices_env
 from jaxart.style import folders
 
-FOUR_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+FOUR_DEVICES = {**host_devices_env(4), "JAX_PLATFORMS": "cpu"}
 
 # One subprocess computes every library-level figure (compiling VGG19 is the cost); each test
 # below asserts one of them.
@@ -216,6 +217,47 @@ def test_cli_frames_split_by_rows_warm_start_resumes_bit_exact(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "stylised 2 frames" in resumed.stdout
     assert [p.read_bytes() for p in frames] == uninterrupted
+
+
+def test_forced_devices_get_threads_for_their_collectives():
+    assert cpu_threads_env({"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}) == {}
+    threads = int(cpu_threads_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})["PJRT_NPROC"])
+    assert threads >= 8
+    assert cpu_threads_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PJRT_NPROC": "5"}) == {}
+    env = host_devices_env(
+        2, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_gpu_deterministic_ops=true"}
+    )
+    assert env["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true --xla_force_host_platform_device_count=2"
+    assert int(env["PJRT_NPROC"]) >= 4
+
+
+ROWS_ON_ONE_CORE = textwrap.dedent(
+    """
+    import os
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import jax, numpy as np
+    from jaxart import vgg
+    from jaxart.style import StyleConfig, sharding
+    c, s = (np.random.default_rng(k).random((42, 64, 3), np.float32) for k in range(2))
+    mesh = sharding.make_mesh(4, sharding.ROWS)
+    image, history = sharding.stylize_rows(c, s, vgg.init_params(jax.random.key(0)), StyleConfig(steps=30), mesh)
+    print(np.isfinite(history["loss"]).all() and image.shape == (42, 64, 3))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+def test_rows_over_four_devices_on_one_core():
+    """XLA's CPU client sizes its thread pool to max(cores, devices). With that pool, on one core,
+    4 forced devices splitting 42 rows over 30 one-step calls (all dispatched ahead, with a crop
+    after each) abort in a collective one device never reaches: the CI failure of an earlier
+    submission, there under load on 2 cores. `host_devices_env` (and every command, through
+    `prepare_backend`) gives the pool twice the devices' threads."""
+    proc = subprocess.run(
+        [sys.executable, "-c", ROWS_ON_ONE_CORE], env=FOUR_DEVICES, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True"]
 
 
 def test_cli_refuses_spatial_split_of_a_batch(tmp_path):
