@@ -2,7 +2,8 @@
 
 A data source is a name (`mnist`, `fashion-mnist`) or a folder holding the four standard IDX
 files (`train-images-idx3-ubyte[.gz]`, ...). A name is looked up, in order, in `$JAXART_DATA`
-(a folder holding `mnist/` and `fashion-mnist/`, or torchvision's `MNIST/raw/` layout), in the
+(a folder holding `mnist/` and `fashion-mnist/`, or torchvision's `MNIST/raw/` layout), in
+`/usr/share/datasets` (where Debian's `dataset-fashion-mnist` package puts its files), in the
 user's cache (`jaxart.cache.cache_dir("data")`, where downloads go), and only then fetched with
 torchvision's dataset classes, so nothing is downloaded when the data is already on disk.
 """
@@ -24,6 +25,7 @@ from jaxart.cache import cache_dir
 from jaxart.errors import InputError, reason
 
 DATA_ENV = "JAXART_DATA"
+SYSTEM_DATA = Path("/usr/share/datasets")  # Debian's dataset-* packages
 IMAGE_SHAPE = (28, 28)  # every data set here: (height, width), one channel
 SPLITS = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8}
@@ -38,6 +40,7 @@ HOW_TO_GET = (
 def candidate_folders(name: str) -> list[Path]:
     """Where a named data set may already be, in the order they are tried."""
     roots = [Path(os.environ[DATA_ENV]).expanduser()] if os.environ.get(DATA_ENV) else []
+    roots.append(SYSTEM_DATA)
     folders = [folder for root in roots for folder in (root / name, root / NAMES[name] / "raw")]
     return [*folders, download_root() / NAMES[name] / "raw"]
 

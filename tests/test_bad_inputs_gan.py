@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import FIXTURE
 
-from jaxart import cli
+from jaxart import cli, data
 from jaxart.cache import COMPILE_CACHE_ENV
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan.checkpoint import Checkpoints, load_latest_run
@@ -100,10 +100,10 @@ def largest_state_file(workdir: Path, step: int = 40) -> Path:
 def flip_bytes(workdir: Path) -> None:
     """Inverts 4,096 bytes in the middle of the latest checkpoint's largest data file."""
     path = largest_state_file(workdir)
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 4096] = bytes(255 - b for b in data[middle : middle + 4096])
-    path.write_bytes(bytes(data))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 4096] = bytes(255 - b for b in raw[middle : middle + 4096])
+    path.write_bytes(bytes(raw))
 
 
 def truncate(workdir: Path) -> None:
@@ -417,6 +417,7 @@ def test_offline_download_is_one_line_leaves_no_folder_and_prints_nothing(monkey
     monkeypatch.setattr(socket.socket, "connect", offline)
     monkeypatch.setenv("JAXART_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("JAXART_DATA", raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DATA", tmp_path / "datasets")
     monkeypatch.setenv(COMPILE_CACHE_ENV, "1")  # restored after the test: --no-compile-cache sets it to 0
     for name in ("fashion-mnist", "mnist"):
         status = run_cli([*TRAIN, tmp_path / "run", "--data", name, "--no-compile-cache"])

@@ -308,11 +308,29 @@ def test_named_data_is_found_through_jaxart_data(layout, tmp_path, monkeypatch):
     shutil.copytree(FIXTURE, tmp_path / "shared" / layout)
     monkeypatch.setenv("JAXART_DATA", str(tmp_path / "shared"))
     monkeypatch.setenv("JAXART_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "SYSTEM_DATA", tmp_path / "datasets")
     assert data.resolve("mnist", download=False) == tmp_path / "shared" / layout
     assert data.load("mnist").checksum() == data.load(str(FIXTURE)).checksum()
     monkeypatch.delenv("JAXART_DATA")
     with pytest.raises(InputError, match="mnist is not on this machine"):
         data.resolve("mnist", download=False)
+
+
+def test_named_data_is_found_where_debian_installs_it(tmp_path, monkeypatch):
+    """`apt-get install dataset-fashion-mnist` puts the gzipped IDX files in
+    /usr/share/datasets/fashion-mnist; $JAXART_DATA still comes first."""
+    from jaxart import data
+
+    monkeypatch.setattr(data, "SYSTEM_DATA", tmp_path / "datasets")
+    monkeypatch.setenv("JAXART_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("JAXART_DATA", raising=False)
+    system = tmp_path / "datasets" / "fashion-mnist"
+    shutil.copytree(FIXTURE, system)  # gzipped, as Debian ships them
+    assert data.resolve("fashion-mnist", download=False) == system
+    assert data.load("fashion-mnist").checksum() == data.load(str(FIXTURE)).checksum()
+    shutil.copytree(FIXTURE, tmp_path / "shared" / "fashion-mnist")
+    monkeypatch.setenv("JAXART_DATA", str(tmp_path / "shared"))
+    assert data.resolve("fashion-mnist", download=False) == tmp_path / "shared" / "fashion-mnist"
 
 
 def test_half_written_files_of_a_killed_run_are_removed_on_restart(straight, tmp_path, capsys):
