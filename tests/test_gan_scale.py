@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE
+from conftest import FIXTURE, assert_same_bits
 
 from jaxart.cli import host_devices_env
 
@@ -209,6 +209,22 @@ def test_initialize_refuses_partial_or_bad_flags(bad):
             int(values["--num-processes"]) if "--num-processes" in values else None,
             int(values["--process-id"]) if "--process-id" in values else None,
         )
+
+
+def test_unstack_of_one_run_is_that_run():
+    """One run on one device (a DCGAN over seeds one at a time, `benchmarks.gan_quality
+    --together 1`) is not stacked: unstacking it gives it back with its config."""
+    import dataclasses
+
+    from jaxart.gan import GANConfig, parallel
+    from jaxart.gan.train import init_state, run_keys
+
+    config = GANConfig(model="dcgan", seed=3)
+    layout = parallel.make_layout(config.batch_size, devices=1, runs=1)
+    state = parallel.init(layout, config)
+    (one,) = parallel.unstack(layout, state, [dataclasses.replace(config, lr=1e-3)])
+    assert one.config.lr == 1e-3
+    assert_same_bits(one.g_params, init_state(run_keys(3).init, config).g_params)
 
 
 def train_command(workdir: Path, *flags: str) -> list[str]:

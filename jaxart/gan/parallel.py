@@ -209,7 +209,9 @@ def stack(layout: Layout, states: Sequence[GANState], config: GANConfig) -> GANS
 
 def unstack(layout: Layout, state: GANState, configs: Sequence[GANConfig]) -> list[GANState]:
     """Each run of a stacked state, replicated on every device (an all-gather), with its own config.
-    Every process calls it."""
+    Every process calls it. A layout of one run holds that run's state as it is."""
+    if not layout.stacked:
+        return [state.replace(config=configs[0])]
     return [one.replace(config=c) for one, c in zip(_splitter(layout)(state), configs)]
 
 
