@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import FIXTURE, assert_same_bits
 
 from jaxart import cli, data
@@ -18,12 +19,21 @@ from jaxart.gan import GANConfig, evaluate, init_state, run_keys, sample, train_
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan.checkpoint import load_latest
 from jaxart.gan.judge import load_judge, shipped_dir
-from jaxart.gan.models import ConvTranspose2x, adam_b1, make_models
+from jaxart.gan.models import ConvTranspose2x, adam_b1, make_models, steps_per_call
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small enough for quick tests: maps of 8 and 4 channels, batch 16.
 CONFIG = GANConfig(model="dcgan", hidden_dim=16, batch_size=16)
 RUN = ["--data", FIXTURE, "--model", "dcgan", "--hidden-dim", "16", "--batch-size", "16"]
+
+
+@pytest.mark.cpu_only
+def test_cpu_default_steps_per_call_is_the_fastest_measured():
+    """XLA's CPU convolutions run ~15x slower inside a loop body (benchmarks/RESULTS.md): the
+    DCGAN takes one step per call there, the MLP 50; a run's own value always wins."""
+    assert steps_per_call(GANConfig(model="dcgan"), None) == 1
+    assert steps_per_call(GANConfig(model="mlp"), None) == 50
+    assert steps_per_call(GANConfig(model="dcgan"), 7) == 7
 
 
 def test_conv_transpose_2x_is_flax_conv_transpose():

@@ -74,7 +74,7 @@ class RunConfig:
     steps_per_call: int | None = cli.option(
         None,
         "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
-        "dcgan 1); mlp results do not depend on it, dcgan's can differ in the last bits (XLA "
+        "dcgan 1 on CPU and 50 on GPU/TPU); mlp results do not depend on it, dcgan's can differ in the last bits (XLA "
         "compiles convolutions in a loop differently)",
         cli.positive_int,
     )

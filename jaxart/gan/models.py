@@ -162,16 +162,16 @@ def dcgan(config: GANConfig) -> tuple[nn.Module, nn.Module]:
 class Architecture(NamedTuple):
     build: Callable[[GANConfig], tuple[nn.Module, nn.Module]]  # config -> (generator, discriminator)
     b1: float  # Adam's b1 when the config leaves it unset: what the architecture was published with
-    # Steps per compiled call on a GPU or TPU when the run leaves it unset (on CPU: 1, see
-    # `steps_per_call`). Issue 11's H200 timings: a call's launch costs more than a step there
-    # (MLP ~6,800 steps/s at 50 a call; DCGAN 2,000 steps in 3.9 s at 1 a call, 2.1 s at 50).
-    steps_per_call: int
+    # Steps per compiled call when the run leaves it unset, on CPU and on a GPU or TPU (see
+    # `steps_per_call`).
+    cpu_steps_per_call: int
+    accelerator_steps_per_call: int
 
 
 # `--model` chooses among the keys.
 MODELS: dict[str, Architecture] = {
-    "mlp": Architecture(mlp, 0.9, 50),  # the seed: torch.optim.Adam's default betas
-    "dcgan": Architecture(dcgan, 0.5, 50),  # Radford et al.: Adam(2e-4, b1 0.5)
+    "mlp": Architecture(mlp, 0.9, 50, 50),  # the seed: torch.optim.Adam's default betas
+    "dcgan": Architecture(dcgan, 0.5, 1, 50),  # Radford et al.: Adam(2e-4, b1 0.5)
 }
 
 
@@ -189,15 +189,20 @@ def make_models(config: GANConfig) -> tuple[nn.Module, nn.Module]:
 
 
 def steps_per_call(config: GANConfig, asked: int | None) -> int:
-    """`asked` (a run's --steps-per-call), or when unset the model's own: mlp 50, dcgan 1.
+    """`asked` (a run's --steps-per-call), or when unset the model's own for this backend:
+    mlp 50; dcgan 1 on CPU, 50 on GPU/TPU.
 
-    CPU-tuned: on a quiet 2-core CPU (`python -m benchmarks.gan_speed --steps 1000 --repeats 2`,
-    benchmarks/RESULTS.md) the MLP ran 609 steps/s at 50 per call against 448 at 1 per call
-    (medians); XLA CPU runs convolutions inside a loop body ~10x slower, so the DCGAN takes one
-    step per call. The MLP's results do not depend on the steps per call (tested), so the
-    choice changes no numbers.
+    Measured (benchmarks/RESULTS.md): on a quiet 2-core CPU the MLP ran 609 steps/s at 50 per
+    call against 448 at 1 (medians), while XLA's CPU convolutions run ~15x slower inside a
+    loop body (the DCGAN: 22 steps/s at 1 per call, 1.5 at 50). On an H200 (issue 11) a call's
+    launch costs more than a step: the DCGAN's 2,000 steps took 3.9 s at 1 per call, 2.1 s at 50.
+    The MLP's results do not depend on the steps per call (tested), so the choice changes no
+    numbers; the DCGAN's can differ in the last bits.
     """
-    return architecture(config).steps_per_call if asked is None else asked
+    if asked is not None:
+        return asked
+    model = architecture(config)
+    return model.cpu_steps_per_call if jax.default_backend() == "cpu" else model.accelerator_steps_per_call
 
 
 def adam_b1(config: GANConfig) -> float:
