@@ -74,8 +74,8 @@ class RunConfig:
     steps_per_call: int | None = cli.option(
         None,
         "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
-        "dcgan 1 on CPU and 50 on GPU/TPU); mlp results do not depend on it, dcgan's can differ in the last bits (XLA "
-        "compiles convolutions in a loop differently)",
+        "dcgan 1 on CPU and 50 on GPU/TPU); mlp results do not depend on it, dcgan's can differ in "
+        "the last bits (XLA compiles convolutions in a loop differently)",
         cli.positive_int,
     )
     # Evaluation draws from its own key and leaves the training trajectory alone.
