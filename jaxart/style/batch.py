@@ -97,6 +97,29 @@ def pair_weights(values: Sequence[float] | np.ndarray | None, default: float, co
     return values
 
 
+def check_pairs(
+    contents: np.ndarray,
+    styles: np.ndarray,
+    config: StyleConfig,
+    content_weights: Sequence[float] | np.ndarray | None,
+    style_weights: Sequence[float] | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(contents, styles, content weights, style weights) of B pairs, float32 and checked: what
+    `iterate_batch` and `sharding.iterate_pairs` start from."""
+    contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
+    if contents.ndim != 4 or contents.shape != styles.shape:
+        raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
+    check_batch(config)
+    check_sizes(contents.shape[1:], [styles.shape[1:]], config)
+    count = len(contents)
+    return (
+        contents,
+        styles,
+        pair_weights(content_weights, config.content_weight, count, "content_weights"),
+        pair_weights(style_weights, config.style_weight, count, "style_weights"),
+    )
+
+
 def iterate_batch(
     contents: np.ndarray,
     styles: np.ndarray,
@@ -109,22 +132,12 @@ def iterate_batch(
     """`iterate` over B pairs at once: yields (steps done, states with leading axis B,
     {metric: (B, steps in this call)}, still on the device) after each compiled call. Arguments
     as `stylize_batch`; `stops` are step counts at which a call must end."""
-    contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
-    if contents.ndim != 4 or contents.shape != styles.shape:
-        raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
-    check_batch(config)
-    check_sizes(contents.shape[1:], [styles.shape[1:]], config)
-    count = len(contents)
-    params = jax.device_put(params)
-    targets, states = _start_batch(
-        params,
-        contents,
-        styles,
-        np.stack([initial_image(content, config) for content in contents]),
-        pair_weights(content_weights, config.content_weight, count, "content_weights"),
-        pair_weights(style_weights, config.style_weight, count, "style_weights"),
-        config,
+    contents, styles, content_weights, style_weights = check_pairs(
+        contents, styles, config, content_weights, style_weights
     )
+    params = jax.device_put(params)
+    starts = np.stack([initial_image(content, config) for content in contents])
+    targets, states = _start_batch(params, contents, styles, starts, content_weights, style_weights, config)
     for done, num_steps in schedule.calls(0, config.steps, steps_per_call(config), stops):
         states, metrics = batch_train_steps(states, params, targets, config, num_steps)
         yield done + num_steps, states, metrics

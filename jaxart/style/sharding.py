@@ -247,28 +247,18 @@ def iterate_pairs(
 ) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
     """`batch.iterate_batch` with the pairs split over `mesh` (a ("pairs",) mesh): the same
     arguments and yields (states and metrics of the B real pairs, padding dropped; metrics still on the device)."""
-    contents, styles = np.asarray(contents, np.float32), np.asarray(styles, np.float32)
-    if contents.ndim != 4 or contents.shape != styles.shape:
-        raise ValueError(f"contents {contents.shape} and styles {styles.shape} must both be (B, H, W, 3), alike")
-    batch.check_batch(config)
-    check_sizes(contents.shape[1:], [styles.shape[1:]], config)
+    contents, styles, *weights = batch.check_pairs(contents, styles, config, content_weights, style_weights)
     count, n = len(contents), mesh.size
-    weights = [
-        pad_pairs(batch.pair_weights(w, default, count, name), n)
-        for w, default, name in (
-            (content_weights, config.content_weight, "content_weights"),
-            (style_weights, config.style_weight, "style_weights"),
-        )
-    ]
+    weights = [pad_pairs(w, n) for w in weights]
     starts = np.stack([initial_image(content, config) for content in contents])
     make_targets, make_states, _ = _pairs_programs(mesh, config, 1)
     targets = make_targets(params, vgg.normalize(pad_pairs(contents, n)), vgg.normalize(pad_pairs(styles, n)), *weights)
     states = make_states(vgg.normalize(pad_pairs(starts, n)))
     for done, num_steps in schedule.calls(0, config.steps, steps_per_call(config), stops):
         states, metrics = _pairs_programs(mesh, config, num_steps)[2](states, params, targets)
-        if count % n:
-            states_view, metrics = jax.tree.map(lambda x: x[:count], (states, metrics))
-        yield done + num_steps, states_view if count % n else states, metrics
+        # The padded states go on to the next call; the caller sees the real pairs only.
+        real = jax.tree.map(lambda x: x[:count], (states, metrics)) if count % n else (states, metrics)
+        yield done + num_steps, *real
 
 
 def stylize_pairs(
