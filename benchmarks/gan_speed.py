@@ -184,7 +184,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 50], help="steps per call to time")
     parser.add_argument("--cli-steps", type=int, default=3000, help="steps of the timed command (0: skip)")
     args = parser.parse_args()
+    # Every folder the benchmark writes (the seed's data set, compile caches) goes, at the end.
+    with tempfile.TemporaryDirectory(prefix="jaxart-bench-") as scratch:
+        run_all(args, Path(scratch))
 
+
+def run_all(args: argparse.Namespace, scratch: Path) -> None:
     dataset = data.load(args.data)
     images = dataset.images
     config = GANConfig()
@@ -195,7 +200,7 @@ def main() -> None:
     print(f"{len(images)} images, batch {BATCH}, {args.steps} timed steps a turn, {args.repeats} turns")
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
 
-    as_written = mnist_as_written(images, dataset.labels, tempfile.mkdtemp())
+    as_written = mnist_as_written(images, dataset.labels, scratch / "seed-data")
     loops = {
         "seed (PyTorch, as written)": SeedGAN(images, dataset=as_written).train,
         "seed, tensors preloaded": SeedGAN(images).train,
@@ -223,16 +228,15 @@ def main() -> None:
         )
 
     if args.cli_steps:
-        cache = tempfile.mkdtemp(prefix="jaxart-bench-cache-")
-        env = {**os.environ, "JAXART_CACHE": cache}
+        env = {**os.environ, "JAXART_CACHE": str(scratch / "cache")}
         cli = [cli_rate(args.data, args.cli_steps, env) for _ in range(args.repeats)]
         engine = statistics.median(results[f"jaxart train_steps (K={min(args.k)})"])
         print(f"\n`train --max-steps {args.cli_steps}` (training time it records): {summary(cli, 'steps/s')}; ")
         print(f"  command / engine (K={min(args.k)}, medians): {statistics.median(cli) / engine:.2f}; {load()}")
 
         cold, warm = [], []
-        for _ in range(args.repeats):
-            fresh = {**os.environ, "JAXART_CACHE": tempfile.mkdtemp(prefix="jaxart-bench-cold-")}
+        for turn in range(args.repeats):
+            fresh = {**os.environ, "JAXART_CACHE": str(scratch / f"cold-{turn}")}
             cold.append(start_seconds(args.data, fresh))
             warm.append(start_seconds(args.data, fresh))  # the cache the cold run filled
         print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(cold, 's')}; ")
