@@ -221,6 +221,22 @@ def test_lbfgs_descends_and_beats_adam(params, pair):
     assert lbfgs[-1] < 0.5 * adam[-1]
 
 
+@pytest.mark.parametrize("rule", ["zoom", "backtracking"])
+def test_lbfgs_reports_the_parts_of_each_iterate(params, pair, rule):
+    # backtracking hands on the parts its line search computed at the point it accepted (first
+    # trial or loop); zoom evaluates them afresh. Either way they are those of the iterate.
+    options = dict(optimizer="lbfgs", lbfgs_step=rule, steps=5)
+    content, style = (vgg.normalize(jnp.asarray(x)) for x in pair)
+    config = StyleConfig(**{**SHALLOW, **options})
+    targets = compute_targets(params, content, style, config)
+    before = content  # the starting image
+    for _, image, _, metrics in run(params, pair, **options):
+        _, parts = loss_fn(before, params, targets, config)
+        for name, value in parts.items():
+            np.testing.assert_allclose(metrics[name][0], value, rtol=1e-5, err_msg=name)
+        before = jnp.asarray(image)
+
+
 def test_ema_output_is_the_average_of_the_iterates(params, pair):
     decay = 0.6
     calls = run(params, pair, steps=3, lr=0.1, ema=decay)

