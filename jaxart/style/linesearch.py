@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from optax._src.linesearch import BacktrackingLinesearchInfo
 
-# optax's own defaults, which its loop keeps using after a failed first trial.
+# optax's defaults, given to its loop too, so that the first trial and the loop follow one rule.
 SLOPE_RTOL = 1e-4
 DECREASE_FACTOR = 0.8
 INCREASE_FACTOR = 1.5
@@ -43,13 +43,20 @@ class BacktrackingState(NamedTuple):
 def backtracking(aux_names: Sequence[str], max_backtracking_steps: int = 30) -> optax.GradientTransformationExtraArgs:
     """`optax.scale_by_backtracking_linesearch(max_backtracking_steps, store_grad=True)`, the same
     steps, for a `value_fn` that returns (value, {name: scalar for name in aux_names})."""
-    search = optax.scale_by_backtracking_linesearch(max_backtracking_steps - 1, store_grad=True)
+    search = optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps - 1,
+        slope_rtol=SLOPE_RTOL,
+        decrease_factor=DECREASE_FACTOR,
+        increase_factor=INCREASE_FACTOR,
+        max_learning_rate=MAX_LEARNING_RATE,
+        store_grad=True,
+    )
 
     def init_fn(params) -> BacktrackingState:
         start = search.init(params)
         return BacktrackingState(*start, aux={name: jnp.full((), jnp.nan, start.value.dtype) for name in aux_names})
 
-    def update_fn(updates, state, params, *, value, grad, value_fn, **extra_args):
+    def update_fn(updates, state, params, *, value, grad, value_fn):
         learning_rate = jnp.minimum(INCREASE_FACTOR * state.learning_rate, MAX_LEARNING_RATE)
         trial = optax.tree.add_scale(params, learning_rate, updates)
         (new_value, aux), new_grad = jax.value_and_grad(value_fn, has_aux=True)(trial)
@@ -67,7 +74,7 @@ def backtracking(aux_names: Sequence[str], max_backtracking_steps: int = 30) -> 
             # optax's loop first tries min(INCREASE_FACTOR * rate, MAX): start it one step shorter.
             shorter = search.init(params)._replace(learning_rate=DECREASE_FACTOR * learning_rate / INCREASE_FACTOR)
             new_updates, found = search.update(
-                updates, shorter, params, value=value, grad=grad, value_fn=lambda x: value_fn(x)[0], **extra_args
+                updates, shorter, params, value=value, grad=grad, value_fn=lambda x: value_fn(x)[0]
             )
             info = found.info._replace(num_linesearch_steps=found.info.num_linesearch_steps + 1)
             new_aux = value_fn(optax.apply_updates(params, new_updates))[1]
