@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from jaxart.cli import host_devices_env
+from jaxart.distributed import host_devices_env
 
 RESULT = "RESULT "
 

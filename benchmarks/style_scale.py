@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.common import machine, seconds
 from jaxart import vgg
-from jaxart.cli import cpu_threads_env
+from jaxart.distributed import cpu_threads_env
 from jaxart.style import StyleConfig, sharding
 from jaxart.style.batch import stylize_batch
 from jaxart.style.transfer import compute_targets, init_state, stylize, train_steps

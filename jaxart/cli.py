@@ -12,13 +12,13 @@ import re
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from jaxart.errors import InputError, RunError, reason
+from jaxart.options import non_negative_int, positive_int
 
 DEBUG_ENV = "JAXART_DEBUG"
-
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show."""
@@ -29,7 +29,6 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is False:
             return f"{action.help} (default: off)"
         return super()._get_help_string(action)
-
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line (argparse prints usage + error),
@@ -42,49 +41,22 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
-
 def prepare_backend() -> None:
     """What every command sets before JAX compiles anything: the persistent compilation
     cache (see `jaxart.cache.enable_compile_cache`) and, for GPUs, XLA's deterministic
     algorithms, so that a resumed run repeats an uninterrupted one bit for bit there as on
-    the CPU; for forced CPU devices, threads enough for their collectives (`cpu_threads_env`).
+    the CPU; for forced CPU devices, threads enough for their collectives
+    (`jaxart.distributed.cpu_threads_env`).
     Process-wide, so commands call it; library functions never do."""
+    from jaxart import distributed
     from jaxart.cache import enable_compile_cache
 
     # XLA reads its flags when the first backend starts; a later change has no effect.
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_gpu_deterministic_ops" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
-    os.environ.update(cpu_threads_env(os.environ))
+    os.environ.update(distributed.cpu_threads_env(os.environ))
     enable_compile_cache()
-
-
-_FORCED_DEVICES = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
-
-
-def cpu_threads_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The `PJRT_NPROC` that forced CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`)
-    need, if `environ` forces some and does not set it; else nothing.
-
-    XLA's CPU client runs each device's part of a collective on a thread of one pool of
-    max(cores, N) threads. With several programs in flight, other work can hold one of those
-    threads while the rest wait in the collective, and XLA aborts the process after 40 s (seen
-    with 4 devices on 2 cores, and every time on 1). Twice N threads leave that work room.
-    """
-    forced = _FORCED_DEVICES.search(environ.get("XLA_FLAGS", ""))
-    if forced is None or "PJRT_NPROC" in environ:
-        return {}
-    return {"PJRT_NPROC": str(max(os.cpu_count() or 1, 2 * int(forced.group(1))))}
-
-
-def host_devices_env(count: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """`environ` for a fresh process that sees `count` CPU devices (tests, benchmarks, trying
-    the many-device paths on one machine): XLA's forced host device count and the threads
-    it needs (see `cpu_threads_env`)."""
-    flags = _FORCED_DEVICES.sub("", environ.get("XLA_FLAGS", "")).strip()
-    environ = {**environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
-    return {**environ, **cpu_threads_env(environ)}
-
 
 def add_process_arguments(group: argparse._ArgumentGroup) -> None:
     """The flags of a multi-process run (see `jaxart.distributed.initialize`), the same for both jobs."""
@@ -98,18 +70,15 @@ def add_process_arguments(group: argparse._ArgumentGroup) -> None:
         "without it or --coordinator, a command is one process",
     )
 
-
 def join_processes(args: argparse.Namespace) -> None:
     """Joins the multi-process run the flags of `add_process_arguments` describe, if any."""
     from jaxart.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
 
-
 def debug() -> bool:
     """Whether `JAXART_DEBUG` asks for full tracebacks."""
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
@@ -129,13 +98,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
+_FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's terms: each `field` named as its --flag."""
+    return _FIELD.sub(lambda m: flag(m.group(1)), message)
 
 def _report(e: BaseException, line: str, status: int) -> int:
     if debug():
         traceback.print_exception(e)
-    print(line, file=sys.stderr)
+    print(in_flags(line), file=sys.stderr)
     return status
-
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Runs `main(argv)` as a command: `InputError` becomes one stderr line and exit status 2;
@@ -156,66 +129,9 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         where = f" {e.filename!r}" if e.filename else ""
         return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-FLOAT32_MAX = 3.4028234663852886e38
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a float >= 0 that float32 can hold (computations run in float32)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    if value > FLOAT32_MAX:
-        raise argparse.ArgumentTypeError(f"{text} does not fit float32 (largest {FLOAT32_MAX:.4g})")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def option(default: Any, help: str, parse: Callable[[str], Any], **metadata: Any) -> Any:
-    """A config dataclass field that carries its command-line help and parser.
-
-    Configs declare each option once; `add_config_arguments` makes the flags, so the
-    CLI maps onto the config one to one and `--help` shows the config's defaults.
-    """
-    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, **metadata})
-
-
 def flag(name: str) -> str:
     """Field name -> command-line flag ('latent_dim' -> '--latent-dim')."""
     return "--" + name.replace("_", "-")
-
 
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, choices: dict[str, Any] | None = None
@@ -233,7 +149,13 @@ def add_config_arguments(
             )
             continue
         # A string default goes through `type` like a typed value, so tuples show as typed.
-        default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+        show = field.metadata.get("show")
+        if show is not None:
+            default = show(field.default)
+        elif isinstance(field.default, tuple):
+            default = ",".join(map(str, field.default))
+        else:
+            default = field.default
         parser.add_argument(
             flag(field.name),
             dest=field.name,
@@ -244,10 +166,6 @@ def add_config_arguments(
             metavar=None if field.name in choices else field.name.upper(),
         )
 
-
 def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
-    """The `config_cls` named by parsed arguments; a rejected value is an InputError."""
-    try:
-        return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
-    except ValueError as e:
-        raise InputError(str(e)) from e
+    """The `config_cls` named by parsed arguments (its checks raise `ConfigError`, an InputError)."""
+    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})

@@ -6,6 +6,10 @@ Both commands take `--coordinator HOST:PORT --num-processes P --process-id I` (o
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+
 import jax
 
 from jaxart.errors import InputError
@@ -44,3 +48,30 @@ def is_writer() -> bool:
     """Whether this process writes logs, images and reports (process 0); every process
     takes part in the compiled steps and in saving checkpoints."""
     return jax.process_index() == 0
+
+
+_FORCED_DEVICES = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
+
+
+def cpu_threads_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `PJRT_NPROC` that forced CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`)
+    need, if `environ` forces some and does not set it; else nothing.
+
+    XLA's CPU client runs each device's part of a collective on a thread of one pool of
+    max(cores, N) threads. With several programs in flight, other work can hold one of those
+    threads while the rest wait in the collective, and XLA aborts the process after 40 s (seen
+    with 4 devices on 2 cores, and every time on 1). Twice N threads leave that work room.
+    """
+    forced = _FORCED_DEVICES.search(environ.get("XLA_FLAGS", ""))
+    if forced is None or "PJRT_NPROC" in environ:
+        return {}
+    return {"PJRT_NPROC": str(max(os.cpu_count() or 1, 2 * int(forced.group(1))))}
+
+
+def host_devices_env(count: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`environ` for a fresh process that sees `count` CPU devices (tests, benchmarks, trying
+    the many-device paths on one machine): XLA's forced host device count and the threads
+    it needs (see `cpu_threads_env`)."""
+    flags = _FORCED_DEVICES.sub("", environ.get("XLA_FLAGS", "")).strip()
+    environ = {**environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
+    return {**environ, **cpu_threads_env(environ)}

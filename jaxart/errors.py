@@ -3,6 +3,10 @@
 Library code raises these; `jaxart.cli.run` turns them into one stderr line and an exit
 status (set `JAXART_DEBUG=1` to see the whole chained traceback as well). Raise them
 `from` the underlying exception so that debug mode can show it.
+
+The library speaks in its own terms: a message names an option by its config field in
+backticks (`option("batch_size")` gives "`batch_size`"), which a Python caller knows as a
+keyword; a command shows it as its flag ("--batch-size", see `jaxart.cli.in_flags`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,19 @@ from __future__ import annotations
 MAX_REASON = 200
 
 
+def option(name: str) -> str:
+    """How a message names a config field: `name` in backticks."""
+    return f"`{name}`"
+
+
 class InputError(Exception):
     """A problem with what the user gave us (a file, a number, a folder): exit status 2."""
+
+
+class ConfigError(InputError, ValueError):
+    """A value the library cannot work with (an option out of range, arrays of the wrong shape,
+    options that exclude each other): a ValueError to a Python caller, an InputError (exit
+    status 2) to a command, with no wrapping in between."""
 
 
 class RunError(Exception):

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from jaxart import cli, vgg, weights
+from jaxart.weights.__main__ import main as weights_main
 
 
 def run_main(capsys, *argv) -> tuple[int, str]:
     try:
-        code = cli.run(weights.main, [str(a) for a in argv])
+        code = cli.run(weights_main, [str(a) for a in argv])
     except SystemExit as e:  # argparse's own refusals
         code = e.code
     _, err = capsys.readouterr()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURE, assert_same_bits
 
-from jaxart.cli import host_devices_env
+from jaxart.distributed import host_devices_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4  # relative, per-step losses: float32 sums in another order (issue 12)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxart.cli import cpu_threads_env, host_devices_env
+from jaxart.distributed import cpu_threads_env, host_devices_env
 from jaxart.style import folders
 
 FOUR_DEVICES = {**host_devices_env(4), "JAX_PLATFORMS": "cpu"}

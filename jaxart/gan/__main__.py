@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from jaxart import cli
+from jaxart import cli, options
 from jaxart.cache import COMPILE_CACHE_ENV
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import MODELS
@@ -50,10 +50,10 @@ def parser() -> cli.ArgumentParser:
         ".npy (float32, (N, 28, 28), values in [0, 1]) or a .png grid.",
     )
     sample.add_argument("--workdir", default=RunConfig.workdir, help="a training run's folder")
-    sample.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
+    sample.add_argument("--num", type=options.positive_int, default=64, help="how many images")
     sample.add_argument("--out", required=True, help="output file, .npy or .png")
-    sample.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise")
-    sample.add_argument("--run", type=cli.non_negative_int, help="of a --runs workdir: which run (0, 1, ...)")
+    sample.add_argument("--seed", type=options.non_negative_int, default=0, help="seed of the latent noise")
+    sample.add_argument("--run", type=options.non_negative_int, help="of a --runs workdir: which run (0, 1, ...)")
     evaluate = commands.add_parser(
         "eval",
         help="measure the latest checkpoint with the judge of its data",
@@ -63,7 +63,7 @@ def parser() -> cli.ArgumentParser:
         f"record to {EVAL_FILE} in the workdir and draws {EVAL_FIGURE} (a sample grid beside the class histogram).",
     )
     evaluate.add_argument("--workdir", default=RunConfig.workdir, help="a training run's folder")
-    evaluate.add_argument("--num", type=cli.positive_int, default=10_000, help="how many generated images")
+    evaluate.add_argument("--num", type=options.positive_int, default=10_000, help="how many generated images")
     evaluate.add_argument(
         "--precision-recall",
         action=argparse.BooleanOptionalAction,
@@ -71,7 +71,7 @@ def parser() -> cli.ArgumentParser:
         help="measure k-NN precision and recall (their cost grows with the square of --num)",
     )
     evaluate.add_argument(
-        "--seed", type=cli.non_negative_int, default=0, help="seed of the latent noise (training's --eval-every uses 0)"
+        "--seed", type=options.non_negative_int, default=0, help="seed of the latent noise (training's --eval-every uses 0)"
     )
     for command in (train, sample, evaluate):
         command.add_argument(

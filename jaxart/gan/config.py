@@ -8,44 +8,35 @@ Changing it between a run and its resume is allowed and leaves the trajectory al
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from typing import Any
 
-from jaxart import cli
-
-
-def momentum(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    value = cli.non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
+from jaxart import options
 
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
     """Model and optimisation of one run (what its checkpoints must match); defaults: the seed's MNIST GAN."""
 
-    model: str = cli.option(
+    model: str = options.option(
         "mlp", "generator/discriminator architecture: the seed's 'mlp' or a convolutional 'dcgan'", str
     )
-    batch_size: int = cli.option(32, "images per step", cli.positive_int)
-    lr: float = cli.option(2e-4, "Adam learning rate of both networks", cli.positive_float)
+    batch_size: int = options.option(32, "images per step", options.positive_int)
+    lr: float = options.option(2e-4, "Adam learning rate of both networks", options.positive_float)
     # None rather than a number: the published optimiser differs by model, and a run
     # records what was asked, so `--model dcgan` alone gets the DCGAN's 0.5.
-    b1: float | None = cli.option(
+    b1: float | None = options.option(
         None,
         "Adam's b1 of both networks (default: the model's, mlp 0.9 as torch's Adam, dcgan 0.5 as DCGAN's)",
-        momentum,
+        options.unit_interval,
     )
-    latent_dim: int = cli.option(64, "size of the generator's noise input", cli.positive_int)
-    hidden_dim: int = cli.option(
+    latent_dim: int = options.option(64, "size of the generator's noise input", options.positive_int)
+    hidden_dim: int = options.option(
         256,
         "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
-        cli.positive_int,
+        options.positive_int,
     )
-    seed: int = cli.option(0, "seed of initialisation, data order and noise", cli.non_negative_int)
+    seed: int = options.option(0, "seed of initialisation, data order and noise", options.non_negative_int)
 
     def __post_init__(self) -> None:
         if self.model == "dcgan" and self.hidden_dim < 4:
@@ -56,46 +47,46 @@ class GANConfig:
 class RunConfig:
     """How one run is driven: its folder, data, length and the cadence of its side effects."""
 
-    workdir: str = cli.option("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", str)
+    workdir: str = options.option("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", str)
     # A run, not a model, setting: a resume compares the data's checksum, so a copy elsewhere will do.
-    data: str = cli.option(
+    data: str = options.option(
         "mnist",
         "'mnist', 'fashion-mnist' (looked up in $JAXART_DATA, then the cache, then downloaded) or a folder of IDX files",
         str,
     )
-    epochs: int = cli.option(100, "passes over the training images", cli.positive_int)
-    max_steps: int | None = cli.option(
-        None, "stop at this total step count, before the epochs run out", cli.positive_int
+    epochs: int = options.option(100, "passes over the training images", options.positive_int)
+    max_steps: int | None = options.option(
+        None, "stop at this total step count, before the epochs run out", options.positive_int
     )
-    checkpoint_every: int = cli.option(
-        2000, "save a checkpoint every this many steps (and at the end)", cli.positive_int
+    checkpoint_every: int = options.option(
+        2000, "save a checkpoint every this many steps (and at the end)", options.positive_int
     )
-    keep_checkpoints: int = cli.option(3, "how many of the latest checkpoints to keep", cli.positive_int)
-    steps_per_call: int | None = cli.option(
+    keep_checkpoints: int = options.option(3, "how many of the latest checkpoints to keep", options.positive_int)
+    steps_per_call: int | None = options.option(
         None,
         "steps per compiled call (lax.scan over device-resident data; default: the model's, mlp 50, "
         "dcgan 1 on CPU and 50 on GPU/TPU); mlp results do not depend on it, dcgan's can differ in "
         "the last bits (XLA compiles convolutions in a loop differently)",
-        cli.positive_int,
+        options.positive_int,
     )
     # Evaluation draws from its own key and leaves the training trajectory alone.
-    eval_every: int = cli.option(
+    eval_every: int = options.option(
         0,
         "measure the generator with the data's judge every this many steps (and at the end) into eval.jsonl; 0: never",
-        cli.non_negative_int,
+        options.non_negative_int,
     )
-    eval_samples: int = cli.option(10_000, "generated images per --eval-every evaluation", cli.positive_int)
-    runs: int = cli.option(
+    eval_samples: int = options.option(10_000, "generated images per --eval-every evaluation", options.positive_int)
+    runs: int = options.option(
         1,
         "independent runs trained at once, vmapped (run r: --seed + r, in <workdir>/run-RRR); "
         "a resume needs the same count",
-        cli.positive_int,
+        options.positive_int,
     )
-    devices: int | None = cli.option(
+    devices: int | None = options.option(
         None,
         "devices of the mesh, the batch split over them (default: all devices of all processes); "
         "a resume may use another count",
-        cli.positive_int,
+        options.positive_int,
     )
 
 

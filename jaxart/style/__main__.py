@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxart import cache, cli, images
+from jaxart import cache, cli, images, options
 from jaxart.errors import InputError
 from jaxart.files import check_output_path
 from jaxart.style import batch, driver, folders, sharding
@@ -64,7 +64,7 @@ def parser(preset: str = "seed", defaults: Mapping[str, Any] | None = None) -> c
     )
     p.add_argument(
         "--save-every",
-        type=cli.positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="also write the image every N steps, beside the output (default: only at the end)",
@@ -86,7 +86,7 @@ def parser(preset: str = "seed", defaults: Mapping[str, Any] | None = None) -> c
     scale = p.add_argument_group("many pictures, big pictures (see README: Scaling out)")
     scale.add_argument(
         "--devices",
-        type=cli.positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="devices to use (default: all local devices): several pairs are split over them; "
@@ -116,7 +116,7 @@ def parser(preset: str = "seed", defaults: Mapping[str, Any] | None = None) -> c
     )
     scale.add_argument(
         "--batch-size",
-        type=cli.positive_int,
+        type=options.positive_int,
         default=None,
         metavar="B",
         help="with --content DIR: pairs per compiled batch (default: one per device)",

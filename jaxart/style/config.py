@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from jaxart import cli, vgg
+from jaxart import options, vgg
 
 # The seed selects torchvision features 0, 5, 10, 19, 28 (conv1_1..conv5_1), but its in-place
 # ReLUs overwrite those outputs before the loss reads them: it really uses relu{1..5}_1.
@@ -71,12 +71,12 @@ def layer_list(text: str) -> tuple[str, ...]:
 
 def steps_per_call_arg(text: str) -> int | None:
     """argparse type: 'auto' (None: chosen by the backend) or a positive integer."""
-    return None if text.strip().lower() == "auto" else cli.positive_int(text)
+    return None if text.strip().lower() == "auto" else options.positive_int(text)
 
 
 def blend_list(text: str) -> tuple[float, ...]:
     """argparse type: comma-separated weights >= 0, one per style image."""
-    return tuple(cli.non_negative_float(part.strip()) for part in text.split(",") if part.strip())
+    return tuple(options.non_negative_float(part.strip()) for part in text.split(",") if part.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,97 +88,97 @@ class StyleConfig:
     `style_layers` hold 'name' (weight 1) or 'name:weight' entries, as on the command line.
     """
 
-    steps: int = cli.option(2000, "optimisation steps (L-BFGS: iterations)", cli.positive_int)
-    max_size: int = cli.option(400, "the content's longest side after resizing, in pixels", cli.positive_int)
-    optimizer: str = cli.option(
+    steps: int = options.option(2000, "optimisation steps (L-BFGS: iterations)", options.positive_int)
+    max_size: int = options.option(400, "the content's longest side after resizing, in pixels", options.positive_int)
+    optimizer: str = options.option(
         "adam", "adam (--lr, --b1, --b2) or lbfgs (optax.lbfgs: zoom line search, no learning rate)", str
     )
-    lbfgs_step: str = cli.option(
+    lbfgs_step: str = options.option(
         "zoom",
         "L-BFGS's step rule: zoom (optax's strong-Wolfe zoom line search: several loss evaluations "
         "per iteration) or backtracking (Armijo backtracking from the full L-BFGS step: about one "
         "evaluation per iteration where that step is accepted, but it can stall where it is not)",
         str,
     )
-    lr: float = cli.option(0.003, "Adam's learning rate", cli.positive_float)
-    b1: float = cli.option(0.5, "Adam's first-moment decay", cli.non_negative_float)
-    b2: float = cli.option(0.999, "Adam's second-moment decay", cli.non_negative_float)
-    content_weight: float = cli.option(1.0, "weight of the content loss", cli.non_negative_float)
-    style_weight: float = cli.option(100.0, "weight of the style loss", cli.non_negative_float)
-    tv_weight: float = cli.option(
+    lr: float = options.option(0.003, "Adam's learning rate", options.positive_float)
+    b1: float = options.option(0.5, "Adam's first-moment decay", options.non_negative_float)
+    b2: float = options.option(0.999, "Adam's second-moment decay", options.non_negative_float)
+    content_weight: float = options.option(1.0, "weight of the content loss", options.non_negative_float)
+    style_weight: float = options.option(100.0, "weight of the style loss", options.non_negative_float)
+    tv_weight: float = options.option(
         0.0,
         "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)",
-        cli.non_negative_float,
+        options.non_negative_float,
     )
-    content_layers: tuple[str, ...] = cli.option(
+    content_layers: tuple[str, ...] = options.option(
         SEED_LAYERS,
         "VGG19 layers of the content loss, comma-separated, each optionally name:weight (default weight 1)",
         layer_list,
     )
-    style_layers: tuple[str, ...] = cli.option(
+    style_layers: tuple[str, ...] = options.option(
         SEED_LAYERS,
         "VGG19 layers of the style loss, comma-separated, each optionally name:weight (default weight 1)",
         layer_list,
     )
-    style_blend: tuple[float, ...] = cli.option(
+    style_blend: tuple[float, ...] = options.option(
         (),
         "blend several --style images into one style with these weights, comma-separated, normalised "
         "to sum 1 (without it the command line runs several styles separately, as a batch; stylize() "
         "blends them equally)",
         blend_list,
     )
-    style_scale: float | None = cli.option(
+    style_scale: float | None = options.option(
         None,
         "resize each style image, keeping its aspect, so its longest side is this times the "
         "content's (1 = as long as the content; smaller = finer texture); default: squash it to the "
         "content's exact shape, as the seed does",
-        cli.positive_float,
+        options.positive_float,
     )
-    pooling: str = cli.option("max", "VGG19 pooling: max (torchvision) or avg (Gatys et al.)", str)
-    init: str = cli.option(
+    pooling: str = options.option("max", "VGG19 pooling: max (torchvision) or avg (Gatys et al.)", str)
+    init: str = options.option(
         "content",
         "starting image: content, noise (uniform RGB, seeded by --seed) or an image file "
         "(resized to the content's shape)",
         str,
     )
-    ema: float = cli.option(
+    ema: float = options.option(
         0.0,
         "if > 0, output an exponential moving average of the iterates with this decay, e.g. 0.99 "
         "(0 = off: the last iterate)",
-        cli.non_negative_float,
+        options.non_negative_float,
     )
-    pyramid: int = cli.option(
+    pyramid: int = options.option(
         0,
         "coarse to fine: optimise at longest sides PYRAMID, PYRAMID*sqrt(2), ... up to --max-size, "
         "the steps split equally (the last level takes the remainder), each level starting from the "
         "previous result upsampled (0 = off: one level)",
-        cli.non_negative_int,
+        options.non_negative_int,
     )
-    original_colors: bool = cli.option(
+    original_colors: bool = options.option(
         False,
         "keep the content's colours: the output's luminance (BT.601 Y) from the stylised image, "
         "its chrominance (Cb, Cr) from the content",
         bool,
     )
-    steps_per_call: int | None = cli.option(
+    steps_per_call: int | None = options.option(
         None,
         "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where XLA "
         "runs a loop body slower, 20 on GPU/TPU; calls always end at --save-every stops; results do "
         "not depend on it",
         steps_per_call_arg,
     )
-    dtype: str = cli.option(
+    dtype: str = options.option(
         "float32",
         "convolution dtype: float32, bfloat16 (accelerators; Gram matrices and losses stay "
         "float32) or float64 (needs jax_enable_x64; reference checks)",
         str,
     )
-    remat: bool = cli.option(
+    remat: bool = options.option(
         False,
         "recompute VGG activations in the backward pass (jax.checkpoint): less memory, more time",
         bool,
     )
-    seed: int = cli.option(0, "seed of anything random (random weights, noise initialisation)", cli.non_negative_int)
+    seed: int = options.option(0, "seed of anything random (random weights, noise initialisation)", options.non_negative_int)
 
     def __post_init__(self):
         for name in ("steps", "max_size", "steps_per_call"):
