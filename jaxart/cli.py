@@ -20,6 +20,7 @@ from jaxart.options import non_negative_int, positive_int
 
 DEBUG_ENV = "JAXART_DEBUG"
 
+
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show."""
 
@@ -30,6 +31,7 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return f"{action.help} (default: off)"
         return super()._get_help_string(action)
 
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line (argparse prints usage + error),
     and --help shows the defaults."""
@@ -38,8 +40,9 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
 
 def prepare_backend() -> None:
     """What every command sets before JAX compiles anything: the persistent compilation
@@ -58,6 +61,7 @@ def prepare_backend() -> None:
     os.environ.update(distributed.cpu_threads_env(os.environ))
     enable_compile_cache()
 
+
 def add_process_arguments(group: argparse._ArgumentGroup) -> None:
     """The flags of a multi-process run (see `jaxart.distributed.initialize`), the same for both jobs."""
     group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, where all processes meet")
@@ -70,15 +74,18 @@ def add_process_arguments(group: argparse._ArgumentGroup) -> None:
         "without it or --coordinator, a command is one process",
     )
 
+
 def join_processes(args: argparse.Namespace) -> None:
     """Joins the multi-process run the flags of `add_process_arguments` describe, if any."""
     from jaxart.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
 
+
 def debug() -> bool:
     """Whether `JAXART_DEBUG` asks for full tracebacks."""
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
@@ -98,17 +105,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
+
 _FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+
 
 def in_flags(message: str) -> str:
     """A library message in the command line's terms: each `field` named as its --flag."""
     return _FIELD.sub(lambda m: flag(m.group(1)), message)
+
 
 def _report(e: BaseException, line: str, status: int) -> int:
     if debug():
         traceback.print_exception(e)
     print(in_flags(line), file=sys.stderr)
     return status
+
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Runs `main(argv)` as a command: `InputError` becomes one stderr line and exit status 2;
@@ -129,9 +140,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         where = f" {e.filename!r}" if e.filename else ""
         return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
 
+
 def flag(name: str) -> str:
     """Field name -> command-line flag ('latent_dim' -> '--latent-dim')."""
     return "--" + name.replace("_", "-")
+
 
 def add_config_arguments(
     parser: argparse.ArgumentParser, config_cls: type, choices: dict[str, Any] | None = None
@@ -165,6 +178,7 @@ def add_config_arguments(
             choices=choices.get(field.name),
             metavar=None if field.name in choices else field.name.upper(),
         )
+
 
 def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
     """The `config_cls` named by parsed arguments (its checks raise `ConfigError`, an InputError)."""

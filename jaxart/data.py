@@ -104,11 +104,11 @@ def load_folder(folder: str | os.PathLike, split: str = "train") -> Dataset:
     prefix = SPLITS[split]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     paths = [_find(folder, stem) for stem in stems]
-    missing = [f"{stem}[.gz]" for stem, path in zip(stems, paths) if path is None]
-    if missing:
+    found = [path for path in paths if path is not None]
+    if len(found) < len(paths):
+        missing = [f"{stem}[.gz]" for stem, path in zip(stems, paths) if path is None]
         raise InputError(f"data folder {str(folder)!r} lacks {' and '.join(missing)}")
-    images_path, labels_path = paths
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = (read_idx(path) for path in found)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise InputError(f"IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}")
     return Dataset(images, labels)
@@ -150,10 +150,10 @@ def resolve(source: str, download: bool = True) -> Path:
     for folder in candidate_folders(source):
         if folder.is_dir() and has_idx_files(folder):
             return folder
-    folder = _download(source) if download else None
-    if folder is None:
+    downloaded = _download(source) if download else None
+    if downloaded is None:
         raise InputError(f"{source} is not on this machine and could not be downloaded: {HOW_TO_GET}")
-    return folder
+    return downloaded
 
 
 def load(source: str, split: str = "train", download: bool = True) -> Dataset:

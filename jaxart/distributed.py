@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import jax
 
-from jaxart.errors import InputError
+from jaxart.errors import ConfigError, option
 
 
 def initialize(
@@ -33,10 +33,13 @@ def initialize(
     """
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
-        raise InputError("--coordinator, --num-processes and --process-id go together; give all three or none")
-    if all(given):
+        names = ", ".join(option(name) for name in ("coordinator", "num_processes", "process_id"))
+        raise ConfigError(f"{names} go together; give all three or none")
+    if coordinator is not None and num_processes is not None and process_id is not None:
         if not 0 <= process_id < num_processes:
-            raise InputError(f"--process-id {process_id} must be in [0, --num-processes {num_processes})")
+            raise ConfigError(
+                f"{option('process_id')} {process_id} must be in [0, {option('num_processes')} {num_processes})"
+            )
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator, num_processes, process_id)
     elif auto:

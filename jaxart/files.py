@@ -97,7 +97,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Calls `write(tmp_path)` then renames tmp onto `path`, so readers never see half a file."""
     with atomic_path(path) as tmp:
         write(tmp)

@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from jaxart.errors import InputError
 from jaxart.files import atomic_path, check_output_path
 
+__all__ = ["image_size", "load_image", "make_grid", "save_image"]
+
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
@@ -78,9 +80,9 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
-    with _reading(path), Image.open(path) as image:
-        image.load()
-        image = ImageOps.exif_transpose(image)
+    with _reading(path), Image.open(path) as opened:
+        opened.load()
+        image = ImageOps.exif_transpose(opened)
     return to_rgb(image)
 
 
@@ -111,8 +113,8 @@ def to_array(image: Image.Image) -> np.ndarray:
 def resize_longest(image: Image.Image, max_size: int) -> Image.Image:
     """Scales so the longest side is `max_size` (up or down), as the seed's load_image does."""
     scale = max_size / max(image.size)
-    size = (np.array(image.size) * scale).astype(int)
-    return image.resize(tuple(int(s) for s in np.maximum(size, 1)), Image.LANCZOS)
+    width, height = (max(int(s * scale), 1) for s in image.size)
+    return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 def load_image(
@@ -128,7 +130,7 @@ def load_image(
     if max_size:
         image = resize_longest(image, max_size)
     if shape:
-        image = image.resize((shape[1], shape[0]), Image.LANCZOS)
+        image = image.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
     return to_array(image)
 
 

@@ -45,4 +45,4 @@ def calls(start: int, end: int, per_call: int, stops: Iterable[int] = ()) -> Ite
 
 def due(step: int, period: int | None) -> bool:
     """Whether a hook run every `period` steps (0 or None: never) is due after `step`."""
-    return bool(period) and step % period == 0
+    return period is not None and period > 0 and step % period == 0

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+__all__ = ["VGG19", "denormalize", "features", "init_params", "normalize"]
 
 # Output channels of each block's 3x3 convolutions (torchvision's config "E").
 BLOCKS: tuple[tuple[int, ...], ...] = ((64,) * 2, (128,) * 2, (256,) * 4, (512,) * 4, (512,) * 4)
@@ -266,7 +268,11 @@ def features(
     Returns:
       {name: (N, h, w, c)}, float32 (float64 when dtype is float64).
     """
-    return VGG19(pooling=pooling, dtype=dtype).apply({"params": params}, images, check_layers(layers))
+    # Without `mutable`, flax's apply returns the output alone (its annotation allows a pair).
+    return cast(
+        dict[str, jax.Array],
+        VGG19(pooling=pooling, dtype=dtype).apply({"params": params}, images, check_layers(layers)),
+    )
 
 
 def normalize(images: jax.Array) -> jax.Array:

