@@ -16,7 +16,6 @@ and epoch count.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,9 +27,8 @@ from benchmarks.common import machine
 from jaxart import data, schedule
 from jaxart.gan import GANConfig, parallel
 from jaxart.gan.evaluate import eval_config, evaluate_samples, load_judge_and_reference, sample_images
-from jaxart.gan.loop import epoch_order
 from jaxart.gan.models import steps_per_call
-from jaxart.gan.train import run_keys, sample
+from jaxart.gan.train import epoch_order, run_keys, sample
 
 NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN, jaxart"}
 SCORES = ("fcd", "inception_score", "kl_to_uniform", "recall", "precision")
@@ -61,21 +59,21 @@ def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -
 def train_jaxart(model, images, seeds, epochs, judge, reference, config, emit) -> None:
     """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device."""
     run = GANConfig(model=model, seed=seeds[0])
-    layout = parallel.make_layout(run.batch_size, devices=1, runs=len(seeds))
-    state = parallel.init(layout, run)
-    keys = parallel.train_keys(layout, run.seed)
-    steps = parallel.compiled_steps(layout)
+    configs = [run.run(r, len(seeds)) for r in range(len(seeds))]
+    mesh = parallel.make_mesh(run.batch_size, devices=1, runs=len(seeds))
+    state = parallel.init_runs(mesh, configs)
+    keys = parallel.train_keys(mesh, configs)
+    steps = parallel.compiled_steps(mesh, len(seeds), gather=False)
     per_epoch = len(images) // run.batch_size
     start = time.perf_counter()
     for epoch in range(max(epochs)):
-        orders = [
-            np.asarray(epoch_order(run_keys(s).data, epoch, len(images), per_epoch, run.batch_size)) for s in seeds
-        ]
+        orders = np.stack(
+            [np.asarray(epoch_order(run_keys(s).data, epoch, len(images), per_epoch, run.batch_size)) for s in seeds]
+        )
         for done, length in schedule.calls(0, per_epoch, steps_per_call(run, None)):
-            state, _ = steps(state, parallel.batches(layout, images, orders, done, length, run.batch_size), keys)
+            state, _ = steps(state, parallel.host_batches(mesh, images, orders, done, length, run.batch_size), keys)
         if epoch + 1 in epochs:
-            configs = [dataclasses.replace(run, seed=s) for s in seeds]
-            runs = [parallel.local(one) for one in parallel.unstack(layout, state, configs)]
+            runs = [parallel.local(one) for one in parallel.unstack(mesh, state)]
             seconds = time.perf_counter() - start
             for one, s in zip(runs, seeds):
                 fn = lambda key, n, one=one: sample(one.g_params, key, n, one.config, one.g_collections)  # noqa: E731

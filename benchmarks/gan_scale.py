@@ -36,8 +36,7 @@ def child(devices: int, runs_list: list[int], steps: int, repeats: int, per_call
 
     from jaxart import data
     from jaxart.gan import GANConfig, parallel
-    from jaxart.gan.loop import epoch_order
-    from jaxart.gan.train import init_state, run_keys, train_steps
+    from jaxart.gan.train import epoch_order, init_state, run_keys, train_steps
 
     images = data.load(source).images
     config = GANConfig()
@@ -76,23 +75,23 @@ def child(devices: int, runs_list: list[int], steps: int, repeats: int, per_call
     if devices == 4:
         layouts += [(4, r) for r in runs_list if r % 4 == 0]
     for used, runs in layouts:
-        layout = parallel.make_layout(batch, devices=used, runs=runs)
-        state = [parallel.init(layout, config)]
-        keys = parallel.train_keys(layout, config.seed)
-        compiled = parallel.compiled_steps(layout)
-        orders = [
-            np.asarray(epoch_order(run_keys(s).data, 0, len(images), per_epoch, batch))
-            for s in parallel.run_seeds(config.seed, runs)
-        ]
+        mesh = parallel.make_mesh(batch, devices=used, runs=runs)
+        configs = [config.run(r, runs) for r in range(runs)]
+        state = [parallel.init_runs(mesh, configs)]
+        keys = parallel.train_keys(mesh, configs)
+        compiled = parallel.compiled_steps(mesh, runs, gather=False)
+        orders = np.stack(
+            [np.asarray(epoch_order(run_keys(c.seed).data, 0, len(images), per_epoch, batch)) for c in configs]
+        )
 
         def engine(n: int) -> None:
             for i in range(n):
-                batches = parallel.batches(layout, images, orders, i * per_call, per_call, batch)
+                batches = parallel.host_batches(mesh, images, orders, i * per_call, per_call, batch)
                 state[0], metrics = compiled(state[0], batches, keys)
             jax.block_until_ready(metrics)
 
-        mesh = " x ".join(f"{k} {v}" for k, v in layout.mesh.shape.items())
-        report(f"parallel ({mesh})", used, runs, best(engine))
+        shape = " x ".join(f"{k} {v}" for k, v in mesh.shape.items())
+        report(f"parallel ({shape})", used, runs, best(engine))
 
 
 def equivalence(source: str, steps: int = 50) -> None:
@@ -104,8 +103,7 @@ def equivalence(source: str, steps: int = 50) -> None:
 
     from jaxart import data
     from jaxart.gan import GANConfig, parallel
-    from jaxart.gan.loop import epoch_order
-    from jaxart.gan.train import init_state, run_keys, train_steps
+    from jaxart.gan.train import epoch_order, init_state, run_keys, train_steps
 
     images = data.load(source).images
     config = GANConfig()
@@ -120,15 +118,15 @@ def equivalence(source: str, steps: int = 50) -> None:
 
     references = [single(seed) for seed in range(4)]
     for devices, runs in ((1, 1), (2, 1), (4, 1), (1, 4), (4, 4), (4, 2)):
-        layout = parallel.make_layout(batch, devices, runs)
-        state = parallel.init(layout, config)
-        batches = parallel.batches(layout, images, [order(s) for s in range(runs)], 0, steps, batch)
-        _, m = parallel.compiled_steps(layout)(state, batches, parallel.train_keys(layout, config.seed))
+        mesh = parallel.make_mesh(batch, devices, runs)
+        configs = [config.run(r, runs) for r in range(runs)]
+        state = parallel.init_runs(mesh, configs)
+        batches = parallel.host_batches(mesh, images, np.stack([order(s) for s in range(runs)]), 0, steps, batch)
+        _, m = parallel.compiled_steps(mesh, runs, gather=False)(state, batches, parallel.train_keys(mesh, configs))
         losses = np.stack([np.asarray(m["d_loss"]), np.asarray(m["g_loss"])])
-        runs_losses = [losses[:, :, r] for r in range(runs)] if runs > 1 else [losses]
-        worst = max(np.max(np.abs(x - references[r]) / np.abs(references[r])) for r, x in enumerate(runs_losses))
-        mesh = " x ".join(f"{k} {v}" for k, v in layout.mesh.shape.items())
-        print(f"{devices} device(s), {runs} run(s) (mesh {mesh}): max relative difference {worst:.2e}", flush=True)
+        worst = max(np.max(np.abs(losses[:, :, r] - references[r]) / np.abs(references[r])) for r in range(runs))
+        shape = " x ".join(f"{k} {v}" for k, v in mesh.shape.items())
+        print(f"{devices} device(s), {runs} run(s) (mesh {shape}): max relative difference {worst:.2e}", flush=True)
 
 
 def main() -> None:

@@ -39,8 +39,17 @@ from PIL import Image, ImageDraw
 
 from benchmarks.common import EXAMPLES, machine
 from jaxart import images, vgg, weights
-from jaxart.style import StyleConfig, pyramid, stylize
-from jaxart.style.transfer import compute_targets, init_state, iterate, loss_fn, result_image, train_steps
+from jaxart.style import (
+    StyleConfig,
+    compute_targets,
+    init_state,
+    iterate,
+    loss_fn,
+    pyramid,
+    result_image,
+    stylize,
+    train_steps,
+)
 
 
 def example_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +68,7 @@ def compile_levels(content: np.ndarray, style: np.ndarray, params, config: Style
         level_content = vgg.normalize(pyramid.resize(jnp.asarray(content), shape))
         level_style = vgg.normalize(pyramid.resize(jnp.asarray(style), shape))
         targets = compute_targets(params, level_content, level_style, config)
-        jax.block_until_ready(train_steps(init_state(level_content, config), params, targets, config, 1))
+        jax.block_until_ready(train_steps(init_state(level_content, config), params, targets, config.program, 1))
 
 
 def trace(content, style, params, config: StyleConfig, bar: float | None = None):
@@ -68,10 +77,11 @@ def trace(content, style, params, config: StyleConfig, bar: float | None = None)
     compile_levels(content, style, params, config)
     points, state = [], None
     start = time.perf_counter()
-    for done, state, metrics in iterate(content, style, params, config):
-        if state.image.shape[:2] != content.shape[:2]:
+    for done, states, metrics in iterate(content[None], [style], params, config):
+        if states.image.shape[1:3] != content.shape[:2]:
             continue
-        points.append((time.perf_counter() - start, done, float(metrics["loss"][-1])))
+        points.append((time.perf_counter() - start, done, float(metrics["loss"][0, -1])))
+        state = jax.tree.map(lambda x: x[0], states)
         if bar is not None and points[-1][2] <= bar:
             break
     return points, result_image(state, content, config)
@@ -193,7 +203,7 @@ def compare_pastiche(args, params) -> None:
     with tempfile.TemporaryDirectory() as folder:
         points, last = run_pastiche(content, style, args.pastiche_steps, Path(folder))
     targets = compute_targets(params, vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style)), config)
-    score = float(loss_fn(vgg.normalize(jnp.asarray(last, jnp.float32)), params, targets, config)[0])
+    score = float(loss_fn(vgg.normalize(jnp.asarray(last, jnp.float32)), params, targets, config.program)[0])
     target = points[-1][2]
     print(
         f"pastiche, {args.pastiche_steps} L-BFGS steps at {content.shape[1]}x{content.shape[0]}: {points[-1][0]:.1f} s, "

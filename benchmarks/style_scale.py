@@ -30,30 +30,32 @@ import numpy as np
 from benchmarks.common import machine, seconds
 from jaxart import vgg
 from jaxart.distributed import cpu_threads_env
-from jaxart.style import StyleConfig, sharding
-from jaxart.style.batch import stylize_batch
-from jaxart.style.transfer import compute_targets, init_state, stylize, train_steps
+from jaxart.style import (
+    StyleConfig,
+    compute_targets,
+    init_state,
+    make_mesh,
+    sharding,
+    stylize,
+    stylize_batch,
+    train_steps,
+)
+from jaxart.style.loop import compile_step
 
 GIB = 2**30
 
 
 @functools.cache
-def step_bytes(size: int, remat: bool) -> int:
+def xla_plan_bytes(size: int, remat: bool) -> int:
     """Peak memory XLA plans for one step on a size x size image (compiled, not run)."""
-    config = StyleConfig(remat=remat)
-    params = jax.eval_shape(vgg.init_params, jax.random.key(0))
-    image = jax.ShapeDtypeStruct((size, size, 3), jnp.float32)
-    targets = jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image)
-    state = jax.eval_shape(functools.partial(init_state, config=config), image)
-    m = train_steps.lower(state, params, targets, config=config, num_steps=1).compile().memory_analysis()
-    return m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+    return sharding.planned_bytes(compile_step((size, size), StyleConfig(remat=remat)))
 
 
 def largest_size(budget: int, remat: bool, lo: int = 64, hi: int = 8192, step: int = 32) -> int:
     """The largest square side (a multiple of `step`) whose step fits in `budget` bytes."""
     while hi - lo > step:
         mid = (lo + hi) // 2 // step * step
-        lo, hi = (mid, hi) if step_bytes(mid, remat) <= budget else (lo, mid)
+        lo, hi = (mid, hi) if xla_plan_bytes(mid, remat) <= budget else (lo, mid)
     return lo
 
 
@@ -62,13 +64,13 @@ def seconds_per_step(size: int, config: StyleConfig, steps: int, rng: np.random.
     content, style = (vgg.normalize(jnp.asarray(rng.random((size, size, 3), np.float32))) for _ in range(2))
     targets = compute_targets(params, content, style, config)
     state = init_state(content, config)
-    state, _ = train_steps(state, params, targets, config, 1)  # compile
+    state, _ = train_steps(state, params, targets, config.program, 1)  # compile
     jax.block_until_ready(state)
 
     def run():
         nonlocal state
         for _ in range(steps):
-            state, metrics = train_steps(state, params, targets, config, 1)
+            state, metrics = train_steps(state, params, targets, config.program, 1)
         jax.block_until_ready((state, metrics))
 
     return seconds(run) / steps
@@ -86,20 +88,20 @@ def bfloat16_errors(content: np.ndarray, style: np.ndarray, params, config: Styl
 
 
 def pairs_per_second(devices: int, pairs: int, size: int, steps: int, rng: np.random.Generator) -> float:
-    """pairs * steps per second of `stylize_pairs` over a ("pairs",) mesh of `devices`, compiled first."""
+    """pairs * steps per second of `stylize_batch` with its pairs split over `devices`, compiled first."""
     params = vgg.init_params(jax.random.key(0))
     contents, styles = (rng.random((pairs, size, size, 3), np.float32) for _ in range(2))
-    config, mesh = StyleConfig(steps=steps), sharding.make_mesh(devices, sharding.PAIRS)
-    sharding.stylize_pairs(contents, styles, params, config, mesh)  # compile
-    return pairs * steps / seconds(lambda: sharding.stylize_pairs(contents, styles, params, config, mesh))
+    config, mesh = StyleConfig(steps=steps), make_mesh(pairs=devices)
+    stylize_batch(contents, list(styles), params, config, mesh=mesh)  # compile
+    return pairs * steps / seconds(lambda: stylize_batch(contents, list(styles), params, config, mesh=mesh))
 
 
 def rows_seconds_per_step(devices: int, size: int, steps: int, rng: np.random.Generator) -> float:
     params = vgg.init_params(jax.random.key(0))
     content, style = (rng.random((size, size, 3), np.float32) for _ in range(2))
-    config, mesh = StyleConfig(steps=steps), sharding.make_mesh(devices, sharding.ROWS)
-    sharding.stylize_rows(content, style, params, config, mesh)  # compile
-    return seconds(lambda: sharding.stylize_rows(content, style, params, config, mesh)) / steps
+    config, mesh = StyleConfig(steps=steps), make_mesh(rows=devices)
+    stylize(content, style, params, config, mesh=mesh)  # compile
+    return seconds(lambda: stylize(content, style, params, config, mesh=mesh)) / steps
 
 
 CONFIGS = {
@@ -120,7 +122,7 @@ def largest_side(
     side = int(((budget - (b2 - per_pixel * s2**2)) / per_pixel) ** 0.5) // multiple * multiple
     fits = {}
     while side > multiple:
-        fits[side] = sharding.rows_step_memory((side, side), config, mesh)
+        fits[side] = sharding.planned_bytes(compile_step((side, side), config, mesh))
         if fits[side] > budget:
             side -= multiple
         elif side + multiple in fits:
@@ -132,13 +134,13 @@ def largest_side(
 
 def devices_section(args: argparse.Namespace, rng: np.random.Generator) -> None:
     counts = [n for n in (1, 2, 4) if n <= len(jax.devices())]
-    meshes = {n: sharding.make_mesh(n, sharding.ROWS) for n in (1, counts[-1])}
+    meshes = {n: make_mesh(rows=n) for n in (1, counts[-1])}
     print("\nMemory per device of one step, one image split by rows (XLA's plan), MiB")
     print(f"{'side':>6} " + " ".join(f"{f'{name} x{n}':>16}" for name in CONFIGS for n in meshes))
     measured = {(name, n): {} for name in CONFIGS for n in meshes}
     for size in args.split_sizes:
         for (name, n), table in measured.items():
-            table[size] = sharding.rows_step_memory((size, size), CONFIGS[name], meshes[n])
+            table[size] = sharding.planned_bytes(compile_step((size, size), CONFIGS[name], meshes[n]))
         print(f"{size:>6} " + " ".join(f"{measured[key][size] / 2**20:16.0f}" for key in measured), flush=True)
     print(f"\n{'budget':>7} " + " ".join(f"{f'{name} x{n}':>16}" for name in CONFIGS for n in meshes))
     print("        (largest square side per device budget; its plan in MiB)")
@@ -217,7 +219,7 @@ def main() -> None:
         print("Memory of one compiled step (XLA's plan), MiB")
         print(f"{'side':>6} {'no remat':>9} {'remat':>9} {'saved':>6}")
         for size in (256, 512, 1024):
-            plain, remat = step_bytes(size, False), step_bytes(size, True)
+            plain, remat = xla_plan_bytes(size, False), xla_plan_bytes(size, True)
             print(f"{size:>6} {plain / 2**20:9.0f} {remat / 2**20:9.0f} {1 - remat / plain:6.0%}")
         print(f"\n{'budget':>7} {'largest side, no remat':>23} {'with remat':>11} {'pixels x':>9}")
         for budget in args.budgets:
@@ -234,7 +236,7 @@ def main() -> None:
     config = StyleConfig(steps=args.steps, steps_per_call=args.steps)
     if "batch" in args.sections:
         one_by_one = lambda: [stylize(c, s, params, config) for c, s in zip(contents, styles)]  # noqa: E731
-        batched = lambda: stylize_batch(contents, styles, params, config)  # noqa: E731
+        batched = lambda: stylize_batch(contents, list(styles), params, config)  # noqa: E731
         one_by_one(), batched()  # compile both
         work = args.pairs * args.steps
         t_one, t_batch = seconds(one_by_one), seconds(batched)

@@ -21,7 +21,6 @@ memory: XLA's plan of one compiled step (`memory_analysis()`: arguments + output
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -31,7 +30,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks import seed_style as seed
 from benchmarks.common import (
@@ -44,8 +42,9 @@ from benchmarks.common import (
     seconds,
 )
 from jaxart import vgg
-from jaxart.style import StyleConfig, memory
-from jaxart.style.transfer import compute_targets, init_state, steps_per_call, train_steps
+from jaxart.style import StyleConfig, compute_targets, init_state, memory, sharding, train_steps
+from jaxart.style.loop import compile_step
+from jaxart.style.transfer import steps_per_call
 
 
 def seed_seconds_per_step(model, size: int, steps: int) -> float:
@@ -69,15 +68,15 @@ def jaxart_seconds_per_step(params, content, style, steps: int, k: int) -> tuple
     content_n, style_n = vgg.normalize(content), vgg.normalize(style)
     targets = compute_targets(params, content_n, style_n, config)
     state = init_state(content_n, config)
-    flops = compiled_flops(train_steps, state, params, targets, config=config, num_steps=1)
-    state, _ = train_steps(state, params, targets, config, k)  # compile
+    flops = compiled_flops(train_steps, state, params, targets, program=config.program, num_steps=1)
+    state, _ = train_steps(state, params, targets, config.program, k)  # compile
     jax.block_until_ready(state)
     calls = max(1, steps // k)
 
     def run():
         nonlocal state
         for _ in range(calls):
-            state, metrics = train_steps(state, params, targets, config, k)
+            state, metrics = train_steps(state, params, targets, config.program, k)
         jax.block_until_ready((state, metrics))
 
     return seconds(run) / (calls * k), flops
@@ -111,15 +110,6 @@ def cli_seconds_per_step(size: int, steps: int, workdir: Path) -> float:
     ]
     (first_step, first_t), (last_step, last_t) = ends[0], ends[-1]
     return (last_t - first_t) / (last_step - first_step)
-
-
-def planned_bytes(params, shape: tuple[int, int], config: StyleConfig) -> int:
-    """XLA's plan for one compiled step at `shape`, compiled but never run."""
-    image = jax.ShapeDtypeStruct((*shape, 3), jnp.float32)
-    targets = jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image)
-    state = jax.eval_shape(functools.partial(init_state, config=config), image)
-    m = train_steps.lower(state, params, targets, config=config, num_steps=1).compile().memory_analysis()
-    return m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
 
 
 def engine_section(args, model, params, peak) -> dict[int, float]:
@@ -181,7 +171,8 @@ def memory_section(args, params, model) -> None:
         content, _ = example_pair(size)
         shape = content.shape[:2]
         for config in (StyleConfig(), StyleConfig(remat=True)):
-            plan, estimate = planned_bytes(params, shape, config), memory.step_bytes(shape, config, params)
+            plan = sharding.planned_bytes(compile_step(shape, config))
+            estimate = memory.estimate_bytes(shape, config, params)
             name = "remat" if config.remat else "plain"
             print(
                 f"  {shape[1]}x{shape[0]} {name}: {plan / 2**20:7.0f} | {estimate / 2**20:7.0f} ({estimate / plan:.2f}x)"

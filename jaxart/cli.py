@@ -147,7 +147,7 @@ def flag(name: str) -> str:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, config_cls: type, choices: dict[str, Any] | None = None
+    parser: argparse._ActionsContainer, config_cls: type, choices: dict[str, Any] | None = None
 ) -> None:
     """Adds one flag per field of `config_cls` (declared with `option`), defaulting to its default."""
     choices = choices or {}

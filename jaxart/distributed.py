@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import jax
 
+__all__ = ["cpu_threads_env", "host_devices_env", "initialize", "is_writer"]
+
 from jaxart.errors import ConfigError, option
 
 

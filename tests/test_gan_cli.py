@@ -253,8 +253,10 @@ def test_corrupt_checkpoint_is_an_error_not_a_fresh_start(straight, tmp_path, ca
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [100, 200, 300]
 
 
-def test_checkpoint_of_the_earlier_layout_still_resumes(straight, tmp_path, capsys):
-    """Checkpoints written before the state checksum (meta: config, data, data_sha256) load."""
+def test_checkpoint_of_an_earlier_state_format_is_refused_in_one_line(straight, tmp_path, capsys):
+    """Checkpoints of the versions before the learning rate became a value (their meta has no
+    `state_format`: config, data, data_sha256 and maybe state_sha256) hold an optimiser state
+    without it: resume, sample and eval refuse them in one line, saying why, and write nothing."""
     import orbax.checkpoint as ocp
 
     from jaxart.gan.checkpoint import Checkpoints, load_latest_run
@@ -268,9 +270,17 @@ def test_checkpoint_of_the_earlier_layout_still_resumes(straight, tmp_path, caps
         checkpoints.manager.save(
             300, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(old_meta))
         )
-    assert_same_bits(final_params(workdir), straight[1])
-    train(workdir, "--max-steps", "310", capsys=capsys)
-    assert final_params(workdir)[0] == 310
+    lines = (workdir / "metrics.jsonl").read_text()
+    for argv in (
+        ["train", "--workdir", workdir, *RUN, "--max-steps", "310"],
+        ["sample", "--workdir", workdir, "--out", tmp_path / "s.npy"],
+    ):
+        status, err = run_cli(argv, capsys)
+        assert status == 2, err
+        assert len(err.strip().splitlines()) == 1
+        assert "earlier jaxart version" in err and "state format 1" in err and "--workdir" in err
+    assert (workdir / "metrics.jsonl").read_text() == lines
+    assert not (tmp_path / "s.npy").exists()
 
 
 def test_no_compile_cache_flag_is_the_environment_variable(straight, tmp_path, capsys, monkeypatch):

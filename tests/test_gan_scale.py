@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FIXTURE, assert_same_bits
 
@@ -25,14 +26,13 @@ TOLERANCE = 1e-4  # relative, per-step losses: float32 sums in another order (is
 STEPS = 50
 
 # Losses of `steps` steps of one run through the single-device train_steps, and through the
-# sharded engine on a given layout; the relative difference of each step's d_loss and g_loss.
+# steps compiled for a mesh; the relative difference of each step's d_loss and g_loss.
 COMMON = f"""
 import dataclasses, functools, json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jaxart import data
 from jaxart.gan import GANConfig, parallel
-from jaxart.gan.loop import epoch_order
-from jaxart.gan.train import init_state, run_keys, train_steps
+from jaxart.gan.train import epoch_order, init_state, run_keys, train_steps
 
 images = data.load({str(FIXTURE)!r}).images
 B = 32
@@ -48,11 +48,18 @@ def reference(seed, steps, config=GANConfig()):
     state, m = train_steps(state, jax.device_put(images), jnp.asarray(order(seed)), 0, keys.train, length=steps)
     return np.stack([np.asarray(m["d_loss"]), np.asarray(m["g_loss"])])
 
-def engine(layout, steps, config=GANConfig()):
-    state = parallel.init(layout, config)
-    orders = [order(s) for s in parallel.run_seeds(config.seed, layout.runs)]
-    batches = parallel.batches(layout, images, orders, 0, steps, B)
-    state, m = parallel.compiled_steps(layout)(state, batches, parallel.train_keys(layout, config.seed))
+def engine(mesh, steps, runs=1, config=GANConfig(), gather=False):
+    # (state, losses (2, steps, runs)): on-device gathers (one process) or host-assembled batches.
+    configs = [config.run(r, runs) for r in range(runs)]
+    state = parallel.init_runs(mesh, configs)
+    orders = np.stack([order(c.seed) for c in configs])
+    keys = parallel.train_keys(mesh, configs)
+    if gather:
+        data = parallel.replicated(mesh, (images, orders))
+        state, m = parallel.compiled_steps(mesh, runs, True)(state, *data, 0, keys, steps)
+    else:
+        batches = parallel.host_batches(mesh, images, orders, 0, steps, B)
+        state, m = parallel.compiled_steps(mesh, runs, False)(state, batches, keys)
     return state, np.stack([np.asarray(m["d_loss"]), np.asarray(m["g_loss"])])
 
 def relative(a, b):
@@ -76,32 +83,33 @@ def run_script(script: str, devices: int = 4, timeout: int = 900, **env: str) ->
 
 
 def test_devices_follow_one_device_and_runs_follow_single_runs():
-    """2 and 4 devices of a ("data",) mesh against train_steps on one device; 2 runs on 4 devices
-    (a mesh of 2 runs x 2 data) against the single runs of seeds 0 and 1."""
+    """2 and 4 devices of a ("runs" 1, "data") mesh against train_steps on one device, with host
+    batches and with on-device gathers; 2 runs on 4 devices (a mesh of 2 runs x 2 data) against
+    the single runs of seeds 0 and 1."""
     out = run_script(
         COMMON
         + f"""
 ref = reference(0, {STEPS})
 result = {{}}
 for n in (2, 4):
-    layout = parallel.make_layout(B, devices=n)
-    state, losses = engine(layout, {STEPS})
-    result[f"devices{{n}}"] = relative(losses, ref)
-    result[f"mesh{{n}}"] = dict(layout.mesh.shape)
-    result[f"step{{n}}"] = int(state.step)
+    mesh = parallel.make_mesh(B, devices=n)
+    state, losses = engine(mesh, {STEPS})
+    result[f"devices{{n}}"] = relative(losses[:, :, 0], ref)
+    result[f"mesh{{n}}"] = dict(mesh.shape)
+    result[f"step{{n}}"] = int(state.step[0])
+    result[f"gather{{n}}"] = relative(engine(mesh, {STEPS}, gather=True)[1][:, :, 0], ref)
 for runs, seed in ((2, 0),):
-    layout = parallel.make_layout(B, devices=4, runs=runs)
-    state, losses = engine(layout, {STEPS}, GANConfig(seed=seed))
+    mesh = parallel.make_mesh(B, devices=4, runs=runs)
+    state, losses = engine(mesh, {STEPS}, runs, GANConfig(seed=seed))
     result[f"runs{{runs}}"] = [relative(losses[:, :, r], reference(seed + r, {STEPS})) for r in range(runs)]
-    result[f"runs_mesh{{runs}}"] = dict(layout.mesh.shape)
-    configs = [GANConfig(seed=s) for s in parallel.run_seeds(seed, runs)]
-    result[f"runs_steps{{runs}}"] = [int(one.step) for one in parallel.unstack(layout, state, configs)]
+    result[f"runs_mesh{{runs}}"] = dict(mesh.shape)
+    result[f"runs_steps{{runs}}"] = [int(one.step) for one in parallel.unstack(mesh, state)]
 print(json.dumps(result))
 """
     )
     assert out["mesh2"] == {"runs": 1, "data": 2} and out["mesh4"] == {"runs": 1, "data": 4}
     assert out["step4"] == STEPS
-    assert out["devices2"] <= TOLERANCE and out["devices4"] <= TOLERANCE
+    assert max(out[f"{how}{n}"] for how in ("devices", "gather") for n in (2, 4)) <= TOLERANCE
     assert out["runs_mesh2"] == {"runs": 2, "data": 2} and out["runs_steps2"] == [STEPS, STEPS]
     assert len(out["runs2"]) == 2 and max(out["runs2"]) <= TOLERANCE
 
@@ -110,21 +118,21 @@ def test_layout_refusals():
     out = run_script(
         """
 import json
-from jaxart.errors import InputError
+from jaxart.errors import ConfigError
 from jaxart.gan import parallel
 said = []
 for kwargs in (dict(batch_size=30, devices=4), dict(batch_size=32, devices=5), dict(batch_size=31, devices=4, runs=2)):
     try:
-        parallel.make_layout(**kwargs)
+        parallel.make_mesh(**kwargs)
         said.append(None)
-    except InputError as e:
+    except ConfigError as e:
         said.append(str(e))
 print(json.dumps(said))
 """
     )
-    assert "--batch-size 30 does not split over 4 devices" in out[0]
-    assert "--devices 5: this program sees 4" in out[1]
-    assert "--batch-size 31 does not split over 2 devices" in out[2]  # runs 2 x data 2
+    assert "`batch_size` 30 does not split over 4 devices" in out[0]
+    assert "`devices` 5: this program sees 4" in out[1]
+    assert "`batch_size` 31 does not split over 2 devices" in out[2]  # runs 2 x data 2
 
 
 def free_port() -> int:
@@ -176,13 +184,13 @@ def test_two_processes_follow_one_device():
     outs = run_processes(
         COMMON
         + f"""
-layout = parallel.make_layout(B)
-rows = parallel._local_indices(layout, ({STEPS}, B, 28, 28), 1).tolist()
-state, losses = engine(layout, {STEPS})
-host = parallel.local(state)
+mesh = parallel.make_mesh(B)
+rows = parallel._local_indices(mesh, ({STEPS}, 1, B, 28, 28), 2).tolist()
+state, losses = engine(mesh, {STEPS})
+host = parallel.local(parallel.unstack(mesh, state)[0])
 print(json.dumps(dict(
     processes=jax.process_count(), devices=jax.device_count(), rows=rows,
-    relative=relative(losses, reference(0, {STEPS})), step=int(host.step),
+    relative=relative(losses[:, :, 0], reference(0, {STEPS})), step=int(host.step),
     g_sum=float(sum(np.asarray(x, np.float64).sum() for x in jax.tree.leaves(host.g_params))),
 )))
 """
@@ -203,7 +211,7 @@ def test_initialize_refuses_partial_or_bad_flags(bad):
     from jaxart.errors import InputError
 
     values = dict(zip(bad[::2], bad[1::2]))
-    with pytest.raises(InputError, match="--"):
+    with pytest.raises(InputError, match="`[a-z_]+`"):  # a field, as the library names options
         distributed.initialize(
             values.get("--coordinator"),
             int(values["--num-processes"]) if "--num-processes" in values else None,
@@ -213,18 +221,15 @@ def test_initialize_refuses_partial_or_bad_flags(bad):
 
 def test_unstack_of_one_run_is_that_run():
     """One run on one device (a DCGAN over seeds one at a time, `benchmarks.gan_quality
-    --together 1`) is not stacked: unstacking it gives it back with its config."""
-    import dataclasses
-
+    --together 1`) carries a runs axis of 1: unstacking it gives the run `init_state` starts."""
     from jaxart.gan import GANConfig, parallel
     from jaxart.gan.train import init_state, run_keys
 
-    config = GANConfig(model="dcgan", seed=3)
-    layout = parallel.make_layout(config.batch_size, devices=1, runs=1)
-    state = parallel.init(layout, config)
-    (one,) = parallel.unstack(layout, state, [dataclasses.replace(config, lr=1e-3)])
-    assert one.config.lr == 1e-3
-    assert_same_bits(one.g_params, init_state(run_keys(3).init, config).g_params)
+    config = GANConfig(model="dcgan", seed=3, lr=1e-3)
+    mesh = parallel.make_mesh(config.batch_size, devices=1, runs=1)
+    (one,) = parallel.unstack(mesh, parallel.init_runs(mesh, [config]))
+    assert_same_bits(one, init_state(run_keys(3).init, config))
+    assert float(one.g_opt_state.hyperparams["learning_rate"]) == np.float32(1e-3)
 
 
 def train_command(workdir: Path, *flags: str) -> list[str]:
@@ -309,7 +314,7 @@ def test_cli_devices_refused_in_one_line(tmp_path):
     for flags, said in (
         (["--devices", "3"], "--batch-size 32 does not split over 3 devices"),
         (["--devices", "8"], "--devices 8: this program sees 4 device(s)"),
-        (["--coordinator", "localhost:1"], "--coordinator, --num-processes and --process-id go together"),
+        (["--coordinator", "localhost:1"], "--coordinator, --num-processes, --process-id go together"),
     ):
         result = subprocess.run(
             train_command(tmp_path / "w", *flags, "--max-steps", "1"),

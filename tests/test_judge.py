@@ -271,3 +271,15 @@ def test_as_images_rejects_wrong_shapes_and_ranges():
         evaluate.as_images(np.full((2, 784), -1.0))
     with pytest.raises(ValueError, match="NaN"):
         evaluate.as_images(np.full((2, 784), np.nan))
+
+
+def test_judge_command_loads_or_trains_and_reports(judge, monkeypatch, capsys):
+    """`python -m jaxart.gan judge --data D [--retrain]` (the judge's command, in the GAN's)."""
+    from jaxart import cli
+    from jaxart.gan import __main__ as gan_main
+
+    asked = []
+    monkeypatch.setattr(judge_lib, "load_or_train_judge", lambda *a, **k: asked.append((a, k)) or judge)
+    assert cli.run(gan_main.main, ["judge", "--data", FIXTURE, "--retrain"]) == 0
+    assert asked == [((FIXTURE,), {"retrain": True})]
+    assert capsys.readouterr().out.startswith(f"{FIXTURE} judge: test accuracy 99.")

@@ -11,6 +11,7 @@ import pytest
 
 from jaxart import vgg
 from jaxart.style import StyleConfig, content_loss, gram_matrix, style_loss, stylize
+from jaxart.style.config import SEED_LAYERS
 from jaxart.style.transfer import compute_targets, init_state, loss_fn, output_image, train_steps
 
 
@@ -63,7 +64,7 @@ def test_defaults_are_the_seeds():
     c = StyleConfig()
     assert (c.steps, c.max_size, c.lr, c.b1, c.b2) == (2000, 400, 0.003, 0.5, 0.999)
     assert (c.content_weight, c.style_weight) == (1.0, 100.0)
-    assert c.content_layers == c.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert c.content_layers == c.style_layers == tuple((name, 1.0) for name in SEED_LAYERS)
     assert c.pooling == "max"
 
 
@@ -101,7 +102,7 @@ def test_metrics_are_before_the_update(tiny):
     config = StyleConfig(steps=1)
     content_n, style_n = vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style))
     targets = compute_targets(params, content_n, style_n, config)
-    expected, _ = loss_fn(content_n, params, targets, config)
+    expected, _ = loss_fn(content_n, params, targets, config.program)
     _, history = stylize(content, style, params, config)
     assert history["loss"][0] == pytest.approx(float(expected), rel=1e-6)
 
@@ -127,7 +128,7 @@ def test_targets_are_computed_once_not_per_step(tiny):
     content_n, style_n = vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style))
     targets = compute_targets(params, content_n, style_n, config)
     state = init_state(content_n, config)
-    jaxpr = str(jax.make_jaxpr(lambda s: train_steps(s, params, targets, config, 1))(state))
+    jaxpr = str(jax.make_jaxpr(lambda s: train_steps(s, params, targets, config.program, 1))(state))
     # One forward pass (13 convolutions up to relu5_1) and its input gradient (13 more), no more:
     # the seed's loop would also run the content and the style through VGG19 each step.
     assert jaxpr.count("conv_general_dilated") == 26
@@ -147,6 +148,10 @@ def test_importing_creates_no_device_arrays_and_defers_heavy_imports():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_config_is_hashable_static_arg():
+def test_the_static_argument_is_the_program_not_the_values():
     a, b = StyleConfig(steps=5), dataclasses.replace(StyleConfig(), steps=5)
     assert hash(a) == hash(b) and a == b
+    # Steps, sizes, seeds, weights and Adam's hyperparameters are values: one program for all.
+    other = StyleConfig(steps=7, max_size=64, seed=3, style_weight=1.0, content_weight=2.0, lr=0.1, b2=0.9)
+    assert hash(other.program) == hash(a.program) and other.program == a.program
+    assert StyleConfig(tv_weight=1.0).program != a.program  # a term in the graph or not

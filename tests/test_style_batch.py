@@ -1,7 +1,6 @@
 """Scale: remat (same gradients, less memory), vmapped batches (= one-by-one), bfloat16, batch I/O."""
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -10,17 +9,10 @@ import pytest
 
 from jaxart import images, vgg
 from jaxart.errors import InputError
-from jaxart.style import StyleConfig, memory, pyramid
-from jaxart.style.batch import (
-    batch_train_steps,
-    combinations,
-    contact_sheet,
-    load_images,
-    output_paths,
-    save_results,
-    stylize_batch,
-)
-from jaxart.style.transfer import compute_targets, init_state, loss_fn, stylize, train_steps
+from jaxart.style import StyleConfig, loop, memory, pyramid, sharding
+from jaxart.style.batch import check_batch, combinations, contact_sheet, load_images, output_paths, save_results
+from jaxart.style.loop import stylize, stylize_batch
+from jaxart.style.transfer import compute_targets, loss_fn
 
 
 @pytest.fixture(scope="module")
@@ -32,37 +24,19 @@ def pictures(rng, count, size=32):
     return rng.random((count, size, size, 3)).astype(np.float32)
 
 
-def temp_bytes(params, size: int, config: StyleConfig) -> int:
-    """Compiled scratch memory of one `train_steps` call at size x size (compiled, never run)."""
-    image = jax.ShapeDtypeStruct((size, size, 3), jnp.float32)
-    targets = jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image)
-    state = jax.eval_shape(functools.partial(init_state, config=config), image)
-    compiled = train_steps.lower(state, params, targets, config=config, num_steps=1).compile()
-    return compiled.memory_analysis().temp_size_in_bytes
-
-
-def planned_bytes(params, shape: tuple[int, int], config: StyleConfig, pairs: int = 0) -> int:
-    """XLA's plan for one compiled step (arguments + outputs - donated aliases + scratch); with
-    `pairs`, of `batch_train_steps` over that many pairs."""
-    image = jax.ShapeDtypeStruct((*shape, 3), jnp.float32)
-    targets = jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image)
-    state = jax.eval_shape(functools.partial(init_state, config=config), image)
-    step = train_steps
-    if pairs:
-        batched = lambda x: jax.ShapeDtypeStruct((pairs, *x.shape), x.dtype)  # noqa: E731
-        state, targets, step = jax.tree.map(batched, state), jax.tree.map(batched, targets), batch_train_steps
-    m = step.lower(state, params, targets, config=config, num_steps=1).compile().memory_analysis()
-    return m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+def temp_bytes(size: int, config: StyleConfig) -> int:
+    """Compiled scratch memory of one step at size x size (compiled, never run)."""
+    return loop.compile_step((size, size), config).memory_analysis().temp_size_in_bytes
 
 
 @pytest.mark.parametrize(
     "config,pairs",
     [
-        (StyleConfig(), 0),
-        (StyleConfig(remat=True), 0),
-        (StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1")), 0),
-        (StyleConfig(optimizer="lbfgs"), 0),
-        (StyleConfig(ema=0.5, tv_weight=1.0), 0),
+        (StyleConfig(), 1),
+        (StyleConfig(remat=True), 1),
+        (StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1")), 1),
+        (StyleConfig(optimizer="lbfgs"), 1),
+        (StyleConfig(ema=0.5, tv_weight=1.0), 1),
         (StyleConfig(), 3),
     ],
     ids=["seed", "remat", "shallow", "lbfgs", "ema-tv", "batch"],
@@ -73,20 +47,20 @@ def test_memory_estimate_bounds_xla_plan(params, config, pairs):
     shape = (192, 256)
     # The step's program leaves out params it does not read; a run keeps them all on the device.
     unused = memory.params_bytes(params) - memory.params_bytes(params, config)
-    plan = planned_bytes(params, shape, config, pairs) + unused
-    estimate = memory.step_bytes(shape, config, params, max(pairs, 1))
+    plan = sharding.planned_bytes(loop.compile_step(shape, config, pairs=pairs)) + unused
+    estimate = memory.estimate_bytes(shape, config, params, pairs)
     assert plan <= estimate <= 1.35 * plan, (estimate / 2**20, plan / 2**20)
 
 
 def test_memory_refusal_names_the_largest_size_that_fits(params, monkeypatch):
     config = StyleConfig(max_size=4000)
-    budget = memory.step_bytes((400, 600), config, params)
+    budget = memory.estimate_bytes((400, 600), config, params)
     monkeypatch.setattr(memory, "available_bytes", lambda: budget)
     largest = memory.largest_fitting((1000, 1500), config, params, budget)
-    assert memory.step_bytes(pyramid.scaled_shape((1000, 1500), largest), config, params) <= budget
-    assert memory.step_bytes(pyramid.scaled_shape((1000, 1500), largest + 1), config, params) > budget
+    assert memory.estimate_bytes(pyramid.scaled_shape((1000, 1500), largest), config, params) <= budget
+    assert memory.estimate_bytes(pyramid.scaled_shape((1000, 1500), largest + 1), config, params) > budget
     assert largest == 600
-    with pytest.raises(ValueError, match=f"the largest --max-size that fits is {largest}"):
+    with pytest.raises(ValueError, match=f"the largest `max_size` that fits is {largest}"):
         memory.check_fits((1000, 1500), config, params)
     memory.check_fits((1000, 1500), StyleConfig(max_size=largest), params)  # fits: no error
     with pytest.raises(ValueError, match="4 pairs"):
@@ -99,22 +73,34 @@ def test_remat_gives_the_same_gradients(params, rng):
     for remat in (False, True):
         config = StyleConfig(remat=remat)
         targets = compute_targets(params, content, style, config)
-        grads[remat] = jax.jit(jax.grad(lambda x: loss_fn(x, params, targets, config)[0]))(image)
+        grads[remat] = jax.jit(jax.grad(lambda x: loss_fn(x, params, targets, config.program)[0]))(image)
     scale = np.max(np.abs(grads[False]))
     assert np.max(np.abs(grads[True] - grads[False])) <= 1e-5 * scale
 
 
 def test_remat_needs_less_memory(params):
-    plain, remat = (temp_bytes(params, 128, StyleConfig(remat=r)) for r in (False, True))
+    plain, remat = (temp_bytes(128, StyleConfig(remat=r)) for r in (False, True))
     assert remat < 0.9 * plain, (remat, plain)
 
 
-def test_batch_equals_each_pair_alone_with_its_weights(params, rng):
+SHALLOW = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        StyleConfig(steps=4, steps_per_call=2),
+        # Under vmap the zoom line search's while_loop runs until every pair's search ends.
+        StyleConfig(steps=4, optimizer="lbfgs", pyramid=16, **SHALLOW),
+    ],
+    ids=["adam", "lbfgs-pyramid"],
+)
+def test_batch_equals_each_pair_alone_with_its_weights(params, rng, config):
     # Pairs 0 and 1 share their images and differ only in their weights.
     contents, styles = pictures(rng, 2)[[0, 0, 1]], pictures(rng, 2)[[0, 0, 1]]
     content_weights, style_weights = [1.0, 0.5, 2.0], [100.0, 1000.0, 100.0]
-    config = StyleConfig(steps=4, steps_per_call=2)
-    batch, history = stylize_batch(contents, styles, params, config, content_weights, style_weights)
+    per_pair = {"content_weight": content_weights, "style_weight": style_weights}
+    batch, history = stylize_batch(contents, styles, params, config, per_pair=per_pair)
     assert batch.shape == contents.shape and history["loss"].shape == (3, 4)
     assert not np.allclose(history["loss"][0], history["loss"][1])
     for i in (1, 2):
@@ -125,16 +111,48 @@ def test_batch_equals_each_pair_alone_with_its_weights(params, rng):
         np.testing.assert_allclose(batch[i], image, atol=1e-5)
 
 
-def test_batch_refuses_what_it_cannot_vmap(params, rng):
+def test_batch_refuses_what_it_cannot_run(params, rng):
     contents = pictures(rng, 2)
-    with pytest.raises(ValueError, match="alike"):
+    with pytest.raises(ValueError, match="same shape"):
         stylize_batch(contents, pictures(rng, 2, 40), params, StyleConfig(steps=1))
-    with pytest.raises(ValueError, match="pyramid"):
-        stylize_batch(contents, contents, params, StyleConfig(steps=1, optimizer="lbfgs"))
-    with pytest.raises(ValueError, match="one --content"):
-        stylize_batch(contents, contents, params, StyleConfig(steps=1, style_blend=(1.0,)))
-    with pytest.raises(ValueError, match="one per pair"):
-        stylize_batch(contents, contents, params, StyleConfig(steps=1), content_weights=[1.0])
+    with pytest.raises(ValueError, match="has 1 value"):
+        stylize_batch(contents, contents, params, StyleConfig(steps=1), per_pair={"content_weight": [1.0]})
+    with pytest.raises(ValueError, match="cannot vary per pair"):
+        stylize_batch(contents, contents, params, StyleConfig(steps=1), per_pair={"steps": [1, 2]})
+    with pytest.raises(ValueError, match="`style_weight` must be >= 0"):
+        stylize_batch(contents, contents, params, StyleConfig(steps=1), per_pair={"style_weight": [1.0, -1.0]})
+    with pytest.raises(ValueError, match="no `style_blend`"):
+        check_batch(StyleConfig(style_blend=(1.0,)))
+    with pytest.raises(ValueError, match="no `style_scale`"):
+        check_batch(StyleConfig(style_scale=0.5))
+    check_batch(StyleConfig(optimizer="lbfgs", pyramid=16))
+
+
+def test_a_sweep_of_values_compiles_one_step(params, rng):
+    """Loss weights, Adam's hyperparameters and the EMA decay are arrays, not constants of the
+    step: a 3-weight sweep is one batch of one compiled program, and another sweep of other
+    values, steps and seed compiles nothing new."""
+    compiled: list[str] = []
+
+    def listen(event: str, seconds: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration" and kwargs.get("fun_name") == "jit(style_steps)":
+            compiled.append(event)
+
+    content, style = pictures(rng, 2, 24)
+    contents, styles = np.stack([content] * 3), [style] * 3
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        config = StyleConfig(steps=2, steps_per_call=1, ema=0.5, seed=1)
+        stylize_batch(contents, styles, params, config, per_pair={"style_weight": [1e-5, 1e-4, 1e-3]})
+        sweep = len(compiled)
+        before = loop._compiled_step.cache_info().currsize
+        other = StyleConfig(steps=3, steps_per_call=1, ema=0.9, seed=2, lr=0.1, b1=0.9, content_weight=2.0)
+        stylize_batch(contents, styles, params, other, per_pair={"style_weight": [1.0, 2.0, 3.0], "tv_weight": [0] * 3})
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    print("compilations of the step for a 3-weight sweep:", sweep)
+    assert sweep == 1 and len(compiled) == 1
+    assert loop._compiled_step.cache_info().currsize == before
 
 
 def test_bfloat16_convolutions_float32_losses(params, rng):
@@ -144,7 +162,7 @@ def test_bfloat16_convolutions_float32_losses(params, rng):
         config = StyleConfig(dtype=dtype)
         targets = compute_targets(params, content, style, config)
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(targets)), dtype
-        _, metrics = jax.jit(lambda x: loss_fn(x, params, targets, config))(image)
+        _, metrics = jax.jit(lambda x: loss_fn(x, params, targets, config.program))(image)
         assert all(m.dtype == jnp.float32 for m in metrics.values()), dtype
         losses[dtype] = np.array([metrics[name] for name in ("loss", "content_loss", "style_loss")])
     # bfloat16 keeps ~3 significant digits: close to float32, but not float32's numbers.

@@ -240,3 +240,21 @@ def test_metrics_are_read_after_the_next_call_is_dispatched(monkeypatch):
     ]
     assert run.state == "state 5" and run.history["loss"].tolist() == [1, 2, 3, 4, 5]
     assert [step for step, _ in run.marks] == [1, 2, 3, 4, 5]
+
+
+def test_a_weight_sweep_writes_one_picture_per_value_and_a_sheet(capsys, tmp_path, pair):
+    content, style = pair
+    out, metrics = tmp_path / "stylized.png", tmp_path / "m.jsonl"
+    code, stdout, err = run_in_process(
+        capsys,
+        *("--content", content, "--style", style, "--output", str(out), "--weights", "random"),
+        *("--max-size", "32", "--steps", "2", "--style-weight", "1e-5,1e-4,1e-3", "--metrics", str(metrics)),
+    )
+    assert code == 0, err
+    names = ["stylized_sw1e-05.png", "stylized_sw0.0001.png", "stylized_sw0.001.png", "stylized_grid.png"]
+    assert all((tmp_path / name).is_file() for name in names), sorted(p.name for p in tmp_path.iterdir())
+    assert not out.exists() and "3 pairs at 32x24" in stdout
+    records = read_json_lines(metrics)
+    assert sorted({r["style_weight"] for r in records}) == [1e-5, 1e-4, 1e-3]
+    for r in records:
+        assert r["loss"] == pytest.approx(r["content_loss"] + r["style_weight"] * r["style_loss"], rel=1e-5)

@@ -19,19 +19,12 @@ from PIL import Image
 from jaxart import cli, images, vgg
 from jaxart.errors import InputError
 from jaxart.style import __main__ as style_main
-from jaxart.style import pyramid
+from jaxart.style import driver, pyramid
 from jaxart.style.colors import keep_colors, rgb_to_ycbcr, ycbcr_to_rgb
 from jaxart.style.config import SEED_LAYERS, StyleConfig, layer_list, preset
+from jaxart.style.loop import iterate, stylize
 from jaxart.style.losses import total_variation
-from jaxart.style.transfer import (
-    blend_weights,
-    compute_targets,
-    initial_image,
-    iterate,
-    loss_fn,
-    result_image,
-    stylize,
-)
+from jaxart.style.transfer import blend_weights, compute_targets, initial_image, loss_fn, result_image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SHALLOW = dict(max_size=32, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
@@ -53,8 +46,13 @@ def run(params, pair, **options) -> list[tuple[int, np.ndarray, np.ndarray | Non
     copied out before the next call donates them."""
     config = StyleConfig(**{**SHALLOW, "steps_per_call": 1, **options})
     return [
-        (done, np.asarray(s.image), None if s.average is None else np.asarray(s.average), m)
-        for done, s, m in iterate(*pair, params, config)
+        (
+            done,
+            np.asarray(s.image[0]),
+            None if s.average is None else np.asarray(s.average[0]),
+            {k: v[0] for k, v in m.items()},
+        )
+        for done, s, m in iterate(pair[0][None], [pair[1]], params, config)
     ]
 
 
@@ -62,22 +60,24 @@ def run(params, pair, **options) -> list[tuple[int, np.ndarray, np.ndarray | Non
 
 
 def test_layer_list_parses_names_and_weights():
-    assert layer_list("relu1_1:0.2, relu2_1:1.0") == ("relu1_1:0.2", "relu2_1")
-    assert StyleConfig(style_layers=layer_list("relu1_1:0.2,relu2_1")).style_layer_weights == {
-        "relu1_1": 0.2,
-        "relu2_1": 1.0,
-    }
+    assert layer_list("relu1_1:0.2, relu2_1:1.0") == (("relu1_1", 0.2), ("relu2_1", 1.0))
+    assert StyleConfig(style_layers=layer_list("relu1_1:0.2,relu2_1")).style_layers == (
+        ("relu1_1", 0.2),
+        ("relu2_1", 1.0),
+    )
     for bad in ("relu9_9", "relu1_1:-1", "relu1_1:x", "relu1_1,relu1_1", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             layer_list(bad)
+    with pytest.raises(ValueError, match="`content_layers`: unknown VGG19 layer"):
+        StyleConfig(content_layers=("relu9_9",))
 
 
 def test_bare_names_weigh_one_and_the_default_is_the_seeds():
     config = StyleConfig(content_layers=("relu4_2:1",))
-    assert config.content_layers == ("relu4_2",) and config.content_layer_weights == {"relu4_2": 1.0}
-    assert StyleConfig().style_layer_weights == dict.fromkeys(SEED_LAYERS, 1.0)
+    assert config.content_layers == (("relu4_2", 1.0),)
+    assert StyleConfig().style_layers == tuple((name, 1.0) for name in SEED_LAYERS)
     assert config.layers == SEED_LAYERS[:4] + ("relu4_2", "relu5_1")
-    hash(config)  # a static jit argument
+    hash(config.program)  # the static jit argument
 
 
 def losses_at_noise(params, pair, **options) -> tuple[jax.Array, dict]:
@@ -85,7 +85,7 @@ def losses_at_noise(params, pair, **options) -> tuple[jax.Array, dict]:
     config = StyleConfig(**{**SHALLOW, **options})
     content, style = (vgg.normalize(jnp.asarray(x)) for x in pair)
     image = vgg.normalize(jnp.asarray(initial_image(pair[0], StyleConfig(init="noise"))))
-    return loss_fn(image, params, compute_targets(params, content, style, config), config)
+    return loss_fn(image, params, compute_targets(params, content, style, config), config.program)
 
 
 def test_a_zero_layer_weight_equals_dropping_the_layer(params, pair):
@@ -98,14 +98,19 @@ def test_a_zero_layer_weight_equals_dropping_the_layer(params, pair):
 
 def test_presets_and_explicit_options_win():
     gatys = preset("gatys")
-    assert gatys.content_layers == ("relu4_2",) and gatys.style_layers == SEED_LAYERS
+    assert gatys.content_layers == (("relu4_2", 1.0),) and gatys.style_layers == StyleConfig().style_layers
     assert gatys.pooling == "avg"
     assert preset("seed") == StyleConfig()
     assert preset("gatys", pooling="max").pooling == "max"
     args = style_main.parse_args(["--preset", "gatys", "--content-layers", "relu3_1"])
-    config = cli.config_from_args(StyleConfig, args)
-    assert config.content_layers == ("relu3_1",) and config.pooling == "avg"
-    assert cli.config_from_args(StyleConfig, style_main.parse_args([])) == StyleConfig()
+    config, sweep = driver.config_from_args(args)
+    assert config.content_layers == (("relu3_1", 1.0),) and config.pooling == "avg" and sweep == {}
+    assert driver.config_from_args(style_main.parse_args([])) == (StyleConfig(), {})
+    # The preset's values < the weights' own < the flags given: one rule, argv parsed once.
+    args = style_main.parse_args(["--preset", "fast", "--style-weight", "3", "--content-weight", "1,2"])
+    config, sweep = driver.config_from_args(args, {"style_weight": 1e-5, "content_weight": 5.0, "tv_weight": 1.0})
+    assert (config.optimizer, config.steps, config.style_weight) == ("lbfgs", 100, 3.0)
+    assert (config.content_weight, config.tv_weight, sweep) == (1.0, 1.0, {"content_weight": (1.0, 2.0)})
 
 
 # --- total variation, colours -------------------------------------------------------------------
@@ -135,7 +140,10 @@ def test_ycbcr_round_trip_and_known_values(rng):
 
 def test_original_colors_keep_the_contents_chrominance(params, pair):
     content = pair[0]
-    (state,) = [s for done, s, _ in iterate(*pair, params, StyleConfig(**SHALLOW, steps=2, lr=0.3)) if done == 2]
+    config = StyleConfig(**SHALLOW, steps=2, lr=0.3)
+    (state,) = [
+        jax.tree.map(lambda x: x[0], s) for done, s, _ in iterate(pair[0][None], [pair[1]], params, config) if done == 2
+    ]
     plain = result_image(state, content, StyleConfig())
     kept = result_image(state, content, StyleConfig(original_colors=True))
     ycc_kept, ycc_plain, ycc_content = (np.asarray(rgb_to_ycbcr(jnp.asarray(x))) for x in (kept, plain, content))
@@ -231,7 +239,7 @@ def test_lbfgs_reports_the_parts_of_each_iterate(params, pair, rule):
     targets = compute_targets(params, content, style, config)
     before = content  # the starting image
     for _, image, _, metrics in run(params, pair, **options):
-        _, parts = loss_fn(before, params, targets, config)
+        _, parts = loss_fn(before, params, targets, config.program)
         for name, value in parts.items():
             np.testing.assert_allclose(metrics[name][0], value, rtol=1e-5, err_msg=name)
         before = jnp.asarray(image)

@@ -26,9 +26,8 @@ ENGINE_CHECKS = textwrap.dedent(
     import dataclasses, json, re
     import jax, numpy as np
     from jaxart import images, vgg
-    from jaxart.style import StyleConfig, driver, sharding
-    from jaxart.style.batch import stylize_batch
-    from jaxart.style.transfer import stylize
+    from jaxart.style import StyleConfig, driver, make_mesh, sharding, stylize, stylize_batch
+    from jaxart.style.loop import compile_step
 
     assert len(jax.devices()) == 4
     params = vgg.init_params(jax.random.key(0))
@@ -42,7 +41,7 @@ ENGINE_CHECKS = textwrap.dedent(
     c, s = (rng.random((3, 64, 64, 3), np.float32) for _ in range(2))
     config = StyleConfig(steps=3)
     ref_images, ref_history = stylize_batch(c, s, params, config)
-    images_, history = sharding.stylize_pairs(c, s, params, config, sharding.make_mesh(4, sharding.PAIRS))
+    images_, history = stylize_batch(c, s, params, config, mesh=make_mesh(pairs=4))
     out["pairs"] = {
         "image": float(np.abs(images_ - ref_images).max()),
         "loss": rel(history, ref_history),
@@ -52,32 +51,33 @@ ENGINE_CHECKS = textwrap.dedent(
 
     # Rows: issue 13's check, the example pair at 256 px (256x170), 10 steps over 4 devices,
     # with max pooling (the seed's) and average pooling.
-    mesh = sharding.make_mesh(4, sharding.ROWS)
+    mesh = make_mesh(rows=4)
     c = images.load_image(driver.EXAMPLE_CONTENT, max_size=256)
     s = images.load_image(driver.EXAMPLE_STYLE, shape=c.shape[:2])
     for pooling in ("max", "avg"):
         config = StyleConfig(steps=10, pooling=pooling)
         ref_image, ref_history = stylize(c, s, params, config)
-        image, history = sharding.stylize_rows(c, s, params, config, mesh)
+        image, history = stylize(c, s, params, config, mesh=mesh)
         diff = np.abs(image - ref_image)
         out[pooling] = {"image": float(diff.max()), "mean": float(diff.mean()), "loss": rel(history, ref_history)}
 
     # A 256 px square, compiled only: the state's layout, collectives and memory per device.
     config = StyleConfig()
-    one, four = (sharding.compile_rows_step((256, 256), config, m) for m in (sharding.make_mesh(1, sharding.ROWS), mesh))
+    one, four = (compile_step((256, 256), config, m) for m in (make_mesh(), mesh))
     state = four.output_shardings[0]
-    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows", None, None))
-    out["rows_split"] = [x.is_equivalent_to(rows, 3) for x in (state.image, state.opt_state[0].mu, state.opt_state[0].nu)]
+    adam = state.opt_state.inner_state[0]
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("pairs", "rows", None, None))
+    out["rows_split"] = [x.is_equivalent_to(rows, 4) for x in (state.image, adam.mu, adam.nu)]
     out["devices"] = len(state.image.device_set)
     hlo = four.as_text()
     out["hlo"] = {op: len(re.findall(rf"\\b{op}(?:-start)?\\(", hlo)) for op in ("all-gather", "collective-permute")}
-    out["memory"] = [sharding.step_bytes(one), sharding.step_bytes(four)]
+    out["memory"] = [sharding.planned_bytes(one), sharding.planned_bytes(four)]
 
     # Heights 4 does not divide, through a 2-level pyramid (each level laid out afresh).
     c, s = (rng.random((70, 52, 3), np.float32) for _ in range(2))
     config = StyleConfig(steps=4, pyramid=50)
     ref_image, ref_history = stylize(c, s, params, config)
-    image, history = sharding.stylize_rows(c, s, params, config, mesh)
+    image, history = stylize(c, s, params, config, mesh=mesh)
     # (The coarse level starts from the downsized content, a hair from the content's target: its
     # first content loss is ~1e-12 either way, so relative figures there measure rounding only.)
     loss = rel(history, ref_history, ("loss", "style_loss"))
@@ -237,10 +237,10 @@ ROWS_ON_ONE_CORE = textwrap.dedent(
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import jax, numpy as np
     from jaxart import vgg
-    from jaxart.style import StyleConfig, sharding
+    from jaxart.style import StyleConfig, make_mesh, stylize
     c, s = (np.random.default_rng(k).random((42, 64, 3), np.float32) for k in range(2))
-    mesh = sharding.make_mesh(4, sharding.ROWS)
-    image, history = sharding.stylize_rows(c, s, vgg.init_params(jax.random.key(0)), StyleConfig(steps=30), mesh)
+    mesh = make_mesh(rows=4)
+    image, history = stylize(c, s, vgg.init_params(jax.random.key(0)), StyleConfig(steps=30), mesh=mesh)
     print(np.isfinite(history["loss"]).all() and image.shape == (42, 64, 3))
     """
 )

@@ -1,4 +1,5 @@
 """python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE | eval --workdir W [--num N]
+| judge [--data D] [--retrain]
 
 With no subcommand, `train` runs: `python -m jaxart.gan` alone trains the
 seed's GAN on MNIST into runs/gan-mnist (and resumes it when run again).
@@ -21,7 +22,7 @@ from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import MODELS
 from jaxart.gan.workdir import EVAL_FIGURE, EVAL_FILE
 
-SAMPLE_SUFFIXES = (".npy", ".png")
+_SAMPLE_SUFFIXES = (".npy", ".png")
 
 
 def parser() -> cli.ArgumentParser:
@@ -71,9 +72,19 @@ def parser() -> cli.ArgumentParser:
         help="measure k-NN precision and recall (their cost grows with the square of --num)",
     )
     evaluate.add_argument(
-        "--seed", type=options.non_negative_int, default=0, help="seed of the latent noise (training's --eval-every uses 0)"
+        "--seed",
+        type=options.non_negative_int,
+        default=0,
+        help="seed of the latent noise (training's --eval-every uses 0)",
     )
-    for command in (train, sample, evaluate):
+    judge = commands.add_parser(
+        "judge",
+        help="train (or load) and cache the classifier that judges GAN samples",
+        description="Trains the judge of --data (or loads it when a valid one is cached or shipped) and caches it.",
+    )
+    judge.add_argument("--data", default="mnist", help="'mnist', 'fashion-mnist' or a folder of IDX files")
+    judge.add_argument("--retrain", action="store_true", help="train even when a valid cache exists")
+    for command in (train, sample, evaluate, judge):
         command.add_argument(
             "--compile-cache",
             action=argparse.BooleanOptionalAction,
@@ -92,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.compile_cache:
         os.environ[COMPILE_CACHE_ENV] = "0"
     cli.prepare_backend()
-    with quiet_library_reports():
+    with _quiet_library_reports():
         if args.command == "train":
             from jaxart.gan.loop import train
 
@@ -100,17 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             train(cli.config_from_args(GANConfig, args), cli.config_from_args(RunConfig, args))
         elif args.command == "sample":
-            write_samples(run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
+            _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
+        elif args.command == "judge":
+            print(_train_judge(args.data, args.retrain))
         else:
-            runs = run_workdirs(args.workdir)
+            runs = _run_workdirs(args.workdir)
             if runs and not (Path(args.workdir) / "checkpoints").is_dir():
-                print(write_run_evaluations(runs, args.num, args.precision_recall, args.seed))
+                print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed))
             else:
-                print(write_evaluation(args.workdir, args.num, args.precision_recall, args.seed))
+                print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed))
     return 0
 
 
-def drop_abandoned_reads(original: Callable) -> Callable:
+def _drop_abandoned_reads(original: Callable) -> Callable:
     """An unraisable hook that drops what the reads orbax abandons after a failed restore of a
     damaged checkpoint report as they are finalized (their own error, or "Event loop is
     closed" from tensorstore's callbacks, some only after the command's error reached it),
@@ -127,11 +140,11 @@ def drop_abandoned_reads(original: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def quiet_library_reports() -> Iterator[None]:
+def _quiet_library_reports() -> Iterator[None]:
     """While a command runs, keeps off stderr what orbax and tensorstore report beside the one
     error the command reports itself (all of it shows with JAXART_DEBUG=1): the tracebacks that
     orbax's background save threads log for a failure, several times over (a full disk printed
-    ~960 lines), and the reports of abandoned reads (see `drop_abandoned_reads`).
+    ~960 lines), and the reports of abandoned reads (see `_drop_abandoned_reads`).
 
     Both are process-wide, so only the command sets them, for its own duration.
     """
@@ -145,7 +158,7 @@ def quiet_library_reports() -> Iterator[None]:
     # is logged when they are collected, which can be at interpreter exit, after this returns:
     # the command's process ends with the command, so that logger stays quiet to the end.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    sys.unraisablehook = drop_abandoned_reads(original)
+    sys.unraisablehook = _drop_abandoned_reads(original)
     try:
         yield
     finally:
@@ -154,7 +167,15 @@ def quiet_library_reports() -> Iterator[None]:
         absl.setLevel(level)
 
 
-def generator_images(state, num: int, seed: int):
+def _train_judge(source: str, retrain: bool) -> str:
+    """Loads, or trains and caches, the judge of `source`; returns a line about it."""
+    from jaxart.gan.judge import load_or_train_judge
+
+    judge = load_or_train_judge(source, retrain=retrain)
+    return f"{source} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}"
+
+
+def _generator_images(state, num: int, seed: int):
     """`num` images of a checkpointed generator; InputError if they are not finite."""
     import jax
     import numpy as np
@@ -168,7 +189,7 @@ def generator_images(state, num: int, seed: int):
     return images
 
 
-def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
+def _write_samples(workdir: str, num: int, out: str, seed: int) -> None:
     """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid)."""
     import numpy as np
 
@@ -176,8 +197,8 @@ def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
     from jaxart.gan.checkpoint import load_latest
     from jaxart.images import make_grid, save_image
 
-    path = check_output_path(out, SAMPLE_SUFFIXES)
-    images = generator_images(load_latest(workdir), num, seed)
+    path = check_output_path(out, _SAMPLE_SUFFIXES)
+    images = _generator_images(load_latest(workdir), num, seed)
     if path.suffix.lower() == ".npy":
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.save(f, images.astype(np.float32))
@@ -185,17 +206,17 @@ def write_samples(workdir: str, num: int, out: str, seed: int) -> None:
         save_image(path, make_grid(images))
 
 
-def run_workdirs(workdir: str) -> list[Path]:
+def _run_workdirs(workdir: str) -> list[Path]:
     """The run folders of a `train --runs R` workdir (none for a single run's)."""
     return sorted(p for p in Path(workdir).glob("run-[0-9][0-9][0-9]") if p.is_dir())
 
 
-def run_workdir(workdir: str, run: int | None) -> str:
+def _run_workdir(workdir: str, run: int | None) -> str:
     """`sample --run r`'s folder; InputError for a run that is not there or a missing --run."""
     from jaxart.errors import InputError
     from jaxart.gan.loop import RUN_FOLDER
 
-    runs = run_workdirs(workdir)
+    runs = _run_workdirs(workdir)
     if run is None:
         if runs and not (Path(workdir) / "checkpoints").is_dir():
             raise InputError(f"--workdir {workdir!r} holds {len(runs)} runs (train --runs); choose one with --run R")
@@ -206,7 +227,7 @@ def run_workdir(workdir: str, run: int | None) -> str:
     return str(folder)
 
 
-def write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool, seed: int) -> str:
+def _write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool, seed: int) -> str:
     """Evaluates every run of a `--runs` workdir (each into its own eval.jsonl and eval.png); returns
     a line per run and the mean and spread of FCD across them."""
     import dataclasses
@@ -217,7 +238,7 @@ def write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool
     from jaxart.gan.checkpoint import load_latest_run
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
 
-    config = dataclasses.replace(eval_config(num, precision_recall), seed=seed)
+    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
     runs = [load_latest_run(w) for w in workdirs]
     for w in workdirs:
         check_writable(w, "--workdir")
@@ -235,7 +256,7 @@ def write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool
     return "\n".join(lines)
 
 
-def write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) -> str:
+def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) -> str:
     """Evaluates the latest checkpoint in `workdir` into its eval.jsonl and eval.png; returns a summary line."""
     import dataclasses
 
@@ -243,7 +264,7 @@ def write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) 
     from jaxart.gan.checkpoint import load_latest_run
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
 
-    config = dataclasses.replace(eval_config(num, precision_recall), seed=seed)
+    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
     state, meta = load_latest_run(workdir)
     check_writable(workdir, "--workdir")
     judge, reference = load_judge_and_reference(meta["data"])
@@ -253,5 +274,5 @@ def write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) 
 
 if __name__ == "__main__":
     if not cli.debug():  # here the process is the command: late reports are dropped until it exits
-        sys.unraisablehook = drop_abandoned_reads(sys.unraisablehook)
+        sys.unraisablehook = _drop_abandoned_reads(sys.unraisablehook)
     sys.exit(cli.run(main))

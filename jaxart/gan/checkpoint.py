@@ -25,13 +25,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxart.cli import flag
-from jaxart.errors import InputError, RunError, reason
+from jaxart.errors import InputError, RunError, option, reason
 from jaxart.gan.config import GANConfig, as_json
-from jaxart.gan.train import GANState, init_state, run_keys
+from jaxart.gan.train import GANState, state_shapes
 
 
-def state_checksum(state: Any) -> str:
+def _state_checksum(state: Any) -> str:
     """sha256 of a pytree's leaves (dtype, shape and bytes, in tree order), computed on the host."""
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(jax.device_get(state)):
@@ -41,7 +40,7 @@ def state_checksum(state: Any) -> str:
     return h.hexdigest()
 
 
-def all_finite(state: Any) -> bool:
+def _all_finite(state: Any) -> bool:
     return all(bool(np.isfinite(leaf).all()) for leaf in jax.tree.leaves(jax.device_get(state)))
 
 
@@ -103,10 +102,10 @@ class Checkpoints:
         step = int(state.step)
         if step in self.manager.all_steps():
             return
-        if not all_finite(state):
+        if not _all_finite(state):
             raise RunError(f"the state at step {step} holds NaN or infinity; {self._last_good()}")
         self._finish()  # a failed earlier save is reported before this one starts
-        meta = {**meta, "state_sha256": state_checksum(state)}
+        meta = {**meta, "state_sha256": _state_checksum(state)}
         self.saving = step
         try:
             self.manager.save(
@@ -133,23 +132,23 @@ class Checkpoints:
     def read_meta(self, step: int) -> dict[str, Any]:
         return self._restore(step, meta=ocp.args.JsonRestore()).meta
 
-    def restore(self, step: int, config: GANConfig, meta: dict[str, Any], target: Any = None) -> GANState:
-        """The state saved at `step`, for a run configured as `config`, checked against the
-        checksum in `meta` (or, in checkpoints older than it, for finiteness).
+    def restore(self, step: int, meta: dict[str, Any], target: GANState | None = None) -> GANState:
+        """The state saved at `step` with `meta` (`read_meta`), checked against the checksum in
+        `meta` (or, in checkpoints older than it, for finiteness).
 
-        target: shapes, dtypes and shardings to restore into (`parallel.abstract_state`);
+        target: shapes, dtypes and shardings to restore into (`parallel.one_run_target`);
         default: this process's first device, whatever devices or processes wrote it."""
         if target is None:
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            shapes = jax.eval_shape(lambda: init_state(run_keys(config.seed).init, config))
+            shapes = state_shapes(_config_from_meta(meta, self._where(step)).static)
             target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
         state = self._restore(step, state=ocp.args.StandardRestore(target)).state
         if "state_sha256" in meta:
-            if state_checksum(state) != meta["state_sha256"]:
+            if _state_checksum(state) != meta["state_sha256"]:
                 raise InputError(
                     f"{self._where(step)} is damaged (its state does not match its checksum); {self._fallback(step)}"
                 )
-        elif not all_finite(state):
+        elif not _all_finite(state):
             raise InputError(f"{self._where(step)} holds NaN or infinity (a diverged run); {self._fallback(step)}")
         return state
 
@@ -200,13 +199,18 @@ def _os_cause(e: BaseException) -> str:
     return _describe(e)
 
 
+# The layout of the saved state: 2 since Adam's lr and b1 are values in the optimiser state
+# (`optax.inject_hyperparams`); checkpoints without the field are of layout 1 and hold neither.
+STATE_FORMAT = 2
+
+
 def run_meta(config: GANConfig, data: str, data_checksum: str) -> dict[str, Any]:
     """What a checkpoint records about its run (JSON-serialisable); `Checkpoints.save` adds the
     state's checksum."""
-    return {"config": as_json(config), "data": data, "data_sha256": data_checksum}
+    return {"config": as_json(config), "data": data, "data_sha256": data_checksum, "state_format": STATE_FORMAT}
 
 
-def config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
+def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
     """The GANConfig a checkpoint records. Checkpoints of the earlier layout (which recorded the
     same fields under "config") load; a config with other fields is refused in one line."""
     recorded = meta.get("config")
@@ -214,28 +218,34 @@ def config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
     if not isinstance(recorded, dict) or set(recorded) != known or "data_sha256" not in meta:
         raise InputError(
             f"{where} holds a checkpoint written by another jaxart version (settings "
-            f"{sorted(recorded) if isinstance(recorded, dict) else recorded!r}); use another --workdir"
+            f"{sorted(recorded) if isinstance(recorded, dict) else recorded!r}); use another {option('workdir')}"
+        )
+    if meta.get("state_format", 1) != STATE_FORMAT:
+        raise InputError(
+            f"{where} holds a checkpoint of an earlier jaxart version, whose optimiser state kept no "
+            f"learning rate (state format {meta.get('state_format', 1)}, this version reads "
+            f"{STATE_FORMAT}); train afresh in another {option('workdir')}"
         )
     try:
         return GANConfig(**recorded)
-    except ValueError as e:
+    except ValueError as e:  # a ConfigError
         raise InputError(f"{where} holds a checkpoint with an invalid config ({reason(e)})") from e
 
 
 def check_resumable(meta: dict[str, Any], config: GANConfig, data: str, data_checksum: str, where: str) -> None:
     """Raises InputError naming the first difference between a checkpointed run and this one."""
-    saved_config = config_from_meta(meta, where)
+    saved_config = _config_from_meta(meta, where)
     for field in dataclasses.fields(GANConfig):
         saved, wanted = getattr(saved_config, field.name), getattr(config, field.name)
         if saved != wanted:
             raise InputError(
-                f"{where} holds a run with {flag(field.name)} {saved}, not {wanted}; "
-                f"pass {flag(field.name)} {saved} to resume it, or use another --workdir"
+                f"{where} holds a run with {option(field.name)} {saved}, not {wanted}; "
+                f"pass {option(field.name)} {saved} to resume it, or use another {option('workdir')}"
             )
     if meta["data_sha256"] != data_checksum:
         raise InputError(
-            f"{where} holds a run trained on other data ({meta.get('data')!r}) than --data {data!r}; "
-            "use the same data to resume it, or use another --workdir"
+            f"{where} holds a run trained on other data ({meta.get('data')!r}) than {option('data')} {data!r}; "
+            f"use the same data to resume it, or use another {option('workdir')}"
         )
 
 
@@ -245,15 +255,16 @@ def load_latest_run(workdir: str | os.PathLike) -> tuple[GANState, dict[str, Any
     Raises InputError if there is no checkpoint, or it cannot be read or fails its checks.
     """
     workdir = Path(workdir)
+    missing = InputError(f"no checkpoints in {str(workdir)!r}; train first with {option('workdir')} {workdir}")
     if not (workdir / "checkpoints").is_dir():
-        raise InputError(f"no checkpoints in {str(workdir)!r}; train first with --workdir {workdir}")
+        raise missing
     with Checkpoints(workdir, create=False) as checkpoints:
         step = checkpoints.latest_step()
         if step is None:
-            raise InputError(f"no checkpoints in {str(workdir)!r}; train first with --workdir {workdir}")
+            raise missing
         meta = checkpoints.read_meta(step)
-        config = config_from_meta(meta, f"--workdir {str(workdir)!r}")
-        return checkpoints.restore(step, config, meta), meta
+        _config_from_meta(meta, f"{option('workdir')} {str(workdir)!r}")
+        return checkpoints.restore(step, meta), meta
 
 
 def load_latest(workdir: str | os.PathLike) -> GANState:

@@ -1,9 +1,11 @@
-"""The GAN's two configurations, each field declared once with its default (the seed's) and flag.
+"""The GAN's configurations, each field declared once with its default (the seed's) and flag.
 
 `GANConfig` is what a run *is*: the model and its optimisation. A checkpoint records it and
-a resume must match it; it is also the static argument of the compiled steps. `RunConfig` is
-how a run is *driven*: where it writes, how long it goes, how often it saves or measures.
-Changing it between a run and its resume is allowed and leaves the trajectory alone.
+a resume must match it. Its `static` part (`ModelConfig`: what changes shapes or the graph) is
+the static argument of the compiled steps; the hyperparameters (lr, b1) travel as arrays in the
+optimiser state and the seed only makes keys, so one compiled step serves every rate and seed.
+`RunConfig` is how a run is *driven*: where it writes, how long it goes, how often it saves or
+measures. Changing it between a run and its resume is allowed and leaves the trajectory alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ import dataclasses
 from typing import Any
 
 from jaxart import options
+from jaxart.errors import ConfigError, option
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What the compiled steps depend on: the architecture and the shapes."""
+
+    model: str = "mlp"
+    batch_size: int = 32
+    latent_dim: int = 64
+    hidden_dim: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +35,12 @@ class GANConfig:
         "mlp", "generator/discriminator architecture: the seed's 'mlp' or a convolutional 'dcgan'", str
     )
     batch_size: int = options.option(32, "images per step", options.positive_int)
-    lr: float = options.option(2e-4, "Adam learning rate of both networks", options.positive_float)
+    # A tuple sweeps the rate over `--runs`: run r takes the r-th (one value is kept as a float).
+    lr: float | tuple[float, ...] = options.option(
+        2e-4,
+        "Adam learning rate of both networks; with --runs R, R comma-separated rates sweep it (run r: the r-th)",
+        options.values(options.positive_float),
+    )
     # None rather than a number: the published optimiser differs by model, and a run
     # records what was asked, so `--model dcgan` alone gets the DCGAN's 0.5.
     b1: float | None = options.option(
@@ -39,8 +57,28 @@ class GANConfig:
     seed: int = options.option(0, "seed of initialisation, data order and noise", options.non_negative_int)
 
     def __post_init__(self) -> None:
+        if isinstance(self.lr, tuple) and len(self.lr) == 1:
+            object.__setattr__(self, "lr", self.lr[0])
         if self.model == "dcgan" and self.hidden_dim < 4:
-            raise ValueError(f"--model dcgan needs --hidden-dim of at least 4, got {self.hidden_dim}")
+            raise ConfigError(
+                f"{option('model')} dcgan needs {option('hidden_dim')} of at least 4, got {self.hidden_dim}"
+            )
+
+    @property
+    def static(self) -> ModelConfig:
+        """The part the compiled steps depend on."""
+        return ModelConfig(self.model, self.batch_size, self.latent_dim, self.hidden_dim)
+
+    def run(self, r: int, runs: int) -> GANConfig:
+        """The config of run r of `runs` trained at once: seed + r, and the r-th rate of a sweep.
+
+        Raises ConfigError for a sweep of another length than `runs`."""
+        if isinstance(self.lr, tuple) and len(self.lr) != runs:
+            raise ConfigError(
+                f"{option('lr')} gives {len(self.lr)} rates for {option('runs')} {runs}; give one rate, or one per run"
+            )
+        lr = self.lr[r] if isinstance(self.lr, tuple) else self.lr
+        return dataclasses.replace(self, seed=self.seed + r, lr=lr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +116,8 @@ class RunConfig:
     eval_samples: int = options.option(10_000, "generated images per --eval-every evaluation", options.positive_int)
     runs: int = options.option(
         1,
-        "independent runs trained at once, vmapped (run r: --seed + r, in <workdir>/run-RRR); "
-        "a resume needs the same count",
+        "independent runs trained at once, vmapped (run r: --seed + r and the r-th of R --lr values, "
+        "in <workdir>/run-RRR); a resume needs the same count",
         options.positive_int,
     )
     devices: int | None = options.option(

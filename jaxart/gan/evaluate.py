@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxart import data
 from jaxart.data import IMAGE_SHAPE
-from jaxart.errors import InputError
+from jaxart.errors import ConfigError, InputError
 from jaxart.files import append_json_line
 from jaxart.gan import metrics
 from jaxart.gan.judge import Judge, JudgeConfig, Log, load_or_train_judge, log_stderr
@@ -31,7 +31,7 @@ from jaxart.images import make_grid, to_float
 
 REPORT_FILE = EVAL_FILE
 FIGURE_FILE = EVAL_FIGURE
-CLASS_NAMES = {
+_CLASS_NAMES = {
     "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 }
 
@@ -58,15 +58,17 @@ class EvalConfig:
         return max(self.inception_splits, self.pr_k + 1, 2)
 
 
-def eval_config(num_samples: int, precision_recall: bool = True, what: str = "--num") -> EvalConfig:
-    """The EvalConfig for `num_samples` samples; InputError naming the option `what` if they are too few."""
+def eval_config(num_samples: int, precision_recall: bool = True, what: str = "`num_samples`") -> EvalConfig:
+    """The EvalConfig for `num_samples` samples; ConfigError naming the option `what` if they are too few."""
     config = EvalConfig(
         num_samples=num_samples,
         sample_batch_size=min(num_samples, EvalConfig.sample_batch_size),
         pr_k=EvalConfig.pr_k if precision_recall else 0,
     )
     if num_samples < config.min_samples:
-        raise InputError(f"{what} {num_samples} is too few: the evaluation needs at least {config.min_samples} samples")
+        raise ConfigError(
+            f"{what} {num_samples} is too few: the evaluation needs at least {config.min_samples} samples"
+        )
     return config
 
 
@@ -160,7 +162,7 @@ def sample_images(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_s
     return np.concatenate(chunks)[:num_samples]
 
 
-def save_eval_figure(
+def _save_eval_figure(
     path: str | os.PathLike,
     images: np.ndarray,
     result: Mapping[str, Any],
@@ -181,7 +183,7 @@ def save_eval_figure(
     right.axhline(1.0 / k, color="black", linestyle="--", linewidth=1, label="uniform")
     right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1, label="missing below")
     right.set_xticks(
-        range(k), CLASS_NAMES.get(dataset, [str(c) for c in range(k)]), rotation=45 if dataset in CLASS_NAMES else 0
+        range(k), _CLASS_NAMES.get(dataset, [str(c) for c in range(k)]), rotation=45 if dataset in _CLASS_NAMES else 0
     )
     for c in result["missing_classes"]:
         right.get_xticklabels()[c].set_color("tab:red")
@@ -234,7 +236,7 @@ def evaluate_generator(
     append_json_line(workdir / REPORT_FILE, record)
     if figure:
         title = f"step {step}" if step is not None else ""
-        save_eval_figure(workdir / figure, images[: config.grid_samples], record, reference.dataset, title)
+        _save_eval_figure(workdir / figure, images[: config.grid_samples], record, reference.dataset, title)
     return record
 
 

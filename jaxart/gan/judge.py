@@ -10,7 +10,7 @@ the config and the test accuracy. The judges of MNIST and Fashion-MNIST ship wit
 cached in the user's cache folder, `jaxart.cache.cache_dir("judges")`. `load_or_train_judge`
 loads a judge whose checksum and config match, and trains one (saying why) otherwise.
 
-`python -m jaxart.gan.judge [--data mnist]` (re)trains and caches one.
+`python -m jaxart.gan judge [--data mnist] [--retrain]` (re)trains and caches one.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxart import cache, cli, data
+from jaxart import cache, data
 from jaxart.data import IMAGE_SHAPE
 from jaxart.errors import InputError
 from jaxart.images import to_float
@@ -82,7 +82,7 @@ class Classifier(nn.Module):
         return nn.Dense(NUM_CLASSES)(x), features
 
 
-def make_model(config: JudgeConfig) -> Classifier:
+def _make_model(config: JudgeConfig) -> Classifier:
     return Classifier(widths=config.widths, hidden=config.hidden, dropout=config.dropout)
 
 
@@ -111,7 +111,7 @@ class Judge:
 
     def embed(self, images: np.ndarray | jax.Array) -> Embedding:
         """Features and softmax of float (N, 28, 28) images in [0, 1], in fixed-size padded batches."""
-        return embed(make_model(self.config), self.params, images, self.config.eval_batch_size)
+        return embed(_make_model(self.config), self.params, images, self.config.eval_batch_size)
 
     def accuracy(self, dataset: data.Dataset) -> float:
         """Fraction of `dataset` classified correctly."""
@@ -121,7 +121,8 @@ class Judge:
 
 @jax.jit(static_argnums=0)
 def _forward(model: Classifier, params: Params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    logits, features = model.apply({"params": params}, images)
+    outputs: Any = model.apply({"params": params}, images)  # (logits, features)
+    logits, features = outputs
     return features, jax.nn.softmax(logits)
 
 
@@ -142,22 +143,22 @@ def embed(model: Classifier, params: Params, images: np.ndarray | jax.Array, bat
     return Embedding(np.concatenate(features), np.concatenate(probs))
 
 
-def check_labels(dataset: data.Dataset, what: str) -> None:
+def _check_labels(dataset: data.Dataset, what: str) -> None:
     if len(dataset.labels) == 0 or int(dataset.labels.max()) >= NUM_CLASSES:
         raise InputError(f"{what} must hold images labelled 0..{NUM_CLASSES - 1}")
 
 
-def train_params(train: data.Dataset, config: JudgeConfig, log: Log = log_stderr) -> Params:
+def _train_params(train: data.Dataset, config: JudgeConfig, log: Log = log_stderr) -> Params:
     """Trains a classifier on `train` with Adam(W) and a one-cycle cosine schedule, deterministically.
 
     Each epoch visits a fresh permutation in full batches (the remainder is dropped, so the
     step compiles once; a different remainder is dropped each epoch).
     """
-    check_labels(train, "the training set")
+    _check_labels(train, "the training set")
     steps_per_epoch = len(train.images) // config.batch_size
     if steps_per_epoch == 0:
         raise InputError(f"the training set has fewer than {config.batch_size} images")
-    model = make_model(config)
+    model = _make_model(config)
     init_key, shuffle_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
     params = model.init(init_key, jnp.zeros((1, *IMAGE_SHAPE)))["params"]
     schedule = optax.cosine_onecycle_schedule(steps_per_epoch * config.epochs, config.learning_rate)
@@ -226,7 +227,7 @@ def save_judge(folder: str | os.PathLike, judge: Judge) -> Path:
     return cache.save_tree(folder, judge.params, judge.meta, _META_FILE, _FORMAT)
 
 
-def check_replaceable(folder: Path) -> None:
+def _check_replaceable(folder: Path) -> None:
     """Raises InputError unless `folder` is absent, empty or a judge cache: never replace other files."""
     if folder.exists() and read_meta(folder) is None and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"{str(folder)!r} exists and is not a judge cache; refusing to replace it")
@@ -239,11 +240,12 @@ def load_judge(folder: str | os.PathLike) -> Judge:
     if meta is None:
         raise InputError(f"{str(folder)!r} is not a judge cache (no readable {_META_FILE})")
     config_fields = {f.name for f in dataclasses.fields(JudgeConfig)}
-    recorded = meta.get("config", {})
+    recorded: dict[str, Any] = meta.get("config", {})
     if set(recorded) != config_fields:
         raise InputError(f"judge cache {str(folder)!r} records a config of another jaxart version")
-    config = JudgeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
-    target = jax.eval_shape(make_model(config).init, jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)))["params"]
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+    config = JudgeConfig(**values)
+    target = jax.eval_shape(_make_model(config).init, jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)))["params"]
     params, meta = cache.load_tree(folder, target, _META_FILE, _FORMAT, "judge cache")
     return Judge(config, params, meta)
 
@@ -251,8 +253,8 @@ def load_judge(folder: str | os.PathLike) -> Judge:
 def train_judge(source: str, train: data.Dataset, test: data.Dataset, config: JudgeConfig, log: Log) -> Judge:
     """Trains a judge on `train` and measures it on `test`; returns it with its metadata."""
     start = time.perf_counter()
-    params = train_params(train, config, log)
-    check_labels(test, "the test set")
+    params = _train_params(train, config, log)
+    _check_labels(test, "the test set")
     seconds = time.perf_counter() - start
     meta = {
         "format": _FORMAT,
@@ -302,28 +304,10 @@ def load_or_train_judge(
         elif not retrain:
             return load_judge(folder)
     folder = folders[-1]  # a shipped judge is never replaced: training goes to the cache
-    check_replaceable(folder)  # before minutes of training, not after
+    _check_replaceable(folder)  # before minutes of training, not after
     log(f"training a {source} judge: {'retraining was asked for' if retrain else reasons[-1]}")
     judge = train_judge(source, train, data.load(source, "test"), config, log)
     folder.parent.mkdir(parents=True, exist_ok=True)
     save_judge(folder, judge)
     log(f"judge test accuracy {judge.test_accuracy:.2%}, cached in {folder}")
     return judge
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.ArgumentParser(
-        prog="python -m jaxart.gan.judge",
-        description="Train (or load) and cache the classifier that judges GAN samples.",
-    )
-    parser.add_argument("--data", default="mnist", help="'mnist', 'fashion-mnist' or a folder of IDX files")
-    parser.add_argument("--retrain", action="store_true", help="train even when a valid cache exists")
-    args = parser.parse_args(argv)
-    cli.prepare_backend()
-    judge = load_or_train_judge(args.data, retrain=args.retrain)
-    print(f"{args.data} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))

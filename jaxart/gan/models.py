@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxart.data import IMAGE_SHAPE
-from jaxart.gan.config import GANConfig
+from jaxart.errors import ConfigError, option
+from jaxart.gan.config import GANConfig, ModelConfig
 
 
-def torch_dense(features: int, fan_in: int) -> nn.Dense:
+def _torch_dense(features: int, fan_in: int) -> nn.Dense:
     """nn.Dense initialised as torch.nn.Linear: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
     Matching the seed's initialisation keeps its training dynamics (flax's
@@ -41,9 +42,9 @@ class MLPGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         """z (B, latent_dim) -> images (B, 28, 28) in [0, 1]."""
-        x = nn.relu(torch_dense(self.hidden_dim, z.shape[-1])(z))
-        x = nn.relu(torch_dense(self.hidden_dim, self.hidden_dim)(x))
-        x = torch_dense(math.prod(IMAGE_SHAPE), self.hidden_dim)(x)
+        x = nn.relu(_torch_dense(self.hidden_dim, z.shape[-1])(z))
+        x = nn.relu(_torch_dense(self.hidden_dim, self.hidden_dim)(x))
+        x = _torch_dense(math.prod(IMAGE_SHAPE), self.hidden_dim)(x)
         return nn.sigmoid(x).reshape(z.shape[0], *IMAGE_SHAPE)
 
 
@@ -56,16 +57,16 @@ class MLPDiscriminator(nn.Module):
     def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
         """images (B, 28, 28) in [0, 1] -> logits (B,) of 'real'."""
         x = images.reshape(images.shape[0], -1)
-        x = nn.leaky_relu(torch_dense(self.hidden_dim, x.shape[-1])(x), 0.2)
-        x = nn.leaky_relu(torch_dense(self.hidden_dim, self.hidden_dim)(x), 0.2)
-        return torch_dense(1, self.hidden_dim)(x)[:, 0]
+        x = nn.leaky_relu(_torch_dense(self.hidden_dim, x.shape[-1])(x), 0.2)
+        x = nn.leaky_relu(_torch_dense(self.hidden_dim, self.hidden_dim)(x), 0.2)
+        return _torch_dense(1, self.hidden_dim)(x)[:, 0]
 
 
-def mlp(config: GANConfig) -> tuple[nn.Module, nn.Module]:
+def mlp(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
     return MLPGenerator(config.hidden_dim), MLPDiscriminator(config.hidden_dim)
 
 
-def dcgan_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+def _dcgan_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """The DCGAN paper's initialisation (Radford et al. 2016): weights ~ N(0, 0.02) (biases zero).
 
     nn.initializers.normal(0.02), with a barrier: `init_state` is compiled, and XLA would fold
@@ -93,7 +94,7 @@ class ConvTranspose2x(nn.Module):
 
     features: int
     use_bias: bool = True
-    kernel_init: Callable = dcgan_init
+    kernel_init: Callable = _dcgan_init
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -128,7 +129,7 @@ class DCGANGenerator(nn.Module):
             return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
 
         # No bias before batch norm: its mean subtraction would cancel it.
-        x = nn.Dense(7 * 7 * self.channels, use_bias=False, kernel_init=dcgan_init)(z)
+        x = nn.Dense(7 * 7 * self.channels, use_bias=False, kernel_init=_dcgan_init)(z)
         x = norm(x.reshape(z.shape[0], 7, 7, self.channels))
         x = norm(ConvTranspose2x(self.channels // 2, use_bias=False)(x))  # (B, 14, 14, C/2)
         x = ConvTranspose2x(1)(x)
@@ -149,18 +150,18 @@ class DCGANDiscriminator(nn.Module):
         """images (B, 28, 28) in [0, 1] -> logits (B,) of 'real'."""
         x = images[..., None]
         for features in (self.channels // 2, self.channels):
-            x = nn.Conv(features, (4, 4), (2, 2), "SAME", kernel_init=dcgan_init)(x)
+            x = nn.Conv(features, (4, 4), (2, 2), "SAME", kernel_init=_dcgan_init)(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(1, kernel_init=dcgan_init)(x)[:, 0]
+        return nn.Dense(1, kernel_init=_dcgan_init)(x)[:, 0]
 
 
-def dcgan(config: GANConfig) -> tuple[nn.Module, nn.Module]:
+def dcgan(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
     return DCGANGenerator(config.hidden_dim // 2), DCGANDiscriminator(config.hidden_dim // 2)
 
 
 class Architecture(NamedTuple):
-    build: Callable[[GANConfig], tuple[nn.Module, nn.Module]]  # config -> (generator, discriminator)
+    build: Callable[[ModelConfig], tuple[nn.Module, nn.Module]]  # config -> (generator, discriminator)
     b1: float  # Adam's b1 when the config leaves it unset: what the architecture was published with
     # Steps per compiled call when the run leaves it unset, on CPU and on a GPU or TPU (see
     # `steps_per_call`).
@@ -175,21 +176,21 @@ MODELS: dict[str, Architecture] = {
 }
 
 
-def architecture(config: GANConfig) -> Architecture:
+def architecture(config: ModelConfig | GANConfig) -> Architecture:
     """The registry entry named by `config.model`."""
     try:
         return MODELS[config.model]
     except KeyError as e:
-        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}") from e
+        raise ConfigError(f"unknown {option('model')} {config.model!r}; known: {', '.join(MODELS)}") from e
 
 
-def make_models(config: GANConfig) -> tuple[nn.Module, nn.Module]:
+def make_models(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """The (generator, discriminator) pair named by `config.model`."""
     return architecture(config).build(config)
 
 
-def steps_per_call(config: GANConfig, asked: int | None) -> int:
-    """`asked` (a run's --steps-per-call), or when unset the model's own for this backend:
+def steps_per_call(config: ModelConfig | GANConfig, asked: int | None) -> int:
+    """`asked` (a run's `steps_per_call`), or when unset the model's own for this backend:
     mlp 50; dcgan 1 on CPU, 50 on GPU/TPU.
 
     Measured (benchmarks/RESULTS.md): on a quiet 2-core CPU the MLP ran 609 steps/s at 50 per

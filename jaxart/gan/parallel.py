@@ -1,108 +1,105 @@
-"""The GAN at scale with JAX's own engine: a device mesh, per-process batches, many runs at once.
+"""Where a GAN job's arrays live: a ("runs", "data") mesh, and the steps compiled for it.
 
 The unit stays `jaxart.gan.train.step`, the pure step of one run; this module only says where
 its arrays live and compiles it with those shardings (as big_vision does), so XLA's SPMD
 partitioner inserts the gradient all-reduces: no pmap, no hand-written collectives.
 
-A `Layout` is a ("runs", "data") mesh:
+A job's state carries a leading runs axis of R runs (1 for a plain run):
+  * "runs" splits the R independent runs: run r has its own seed, rate, initialisation, data
+    order and noise, and `vmap` takes them through the same step. A single run's steps are not
+    vmapped: they compile to the program of `train.train_steps`, bit for bit.
   * "data" splits each global batch of `batch_size` images; parameters and optimiser states are
     replicated along it, so N devices take the same steps as one, up to float32 summation order.
-  * "runs" splits R independent runs (`--runs R`): their states, stacked on a leading axis, are
-    `vmap`ped through the same step; run r uses seed `seed + r` (its own initialisation, data
-    order and noise), so it follows the single run of that seed.
 
-With many processes (`jaxart.distributed.initialize`), every process computes the same data order from the seed,
-reads only the rows of each global batch that its devices hold, and builds the global array
-with `jax.make_array_from_process_local_data`.
+Data reaches the step in one of two ways: in one process, the whole data set and the epoch
+orders sit on the devices and each call gathers its batches there; with many processes
+(`jaxart.distributed.initialize`), every process computes the same orders from the seeds, reads
+only the rows of each global batch its devices hold, and builds the global array with
+`jax.make_array_from_process_local_data`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxart.errors import InputError
-from jaxart.gan.config import GANConfig, RunConfig
-from jaxart.gan.train import GANState, Metrics, init_state, run_keys, step
+from jaxart.errors import ConfigError, option
+from jaxart.gan.config import GANConfig, ModelConfig
+from jaxart.gan.train import (
+    GANState,
+    Hyperparams,
+    Metrics,
+    epoch_batches,
+    hyperparams,
+    init,
+    run_keys,
+    scan_steps,
+    state_shapes,
+    step,
+)
 
 RUNS, DATA = "runs", "data"
 
 
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where one program's runs and batches live.
+def make_mesh(batch_size: int, devices: int | None = None, runs: int = 1) -> Mesh:
+    """The ("runs", "data") mesh over the first `devices` devices of all processes (default: all).
 
-    runs: 1 for a plain run (its state as `init_state` makes it), R > 1 for R stacked runs.
-    """
-
-    mesh: Mesh
-    runs: int = 1
-
-    @property
-    def stacked(self) -> bool:
-        return self.runs > 1
-
-    def sharding(self, *spec) -> NamedSharding:
-        return NamedSharding(self.mesh, P(*spec))
-
-    @property
-    def replicated(self) -> NamedSharding:
-        return self.sharding()
-
-    @property
-    def state_sharding(self) -> NamedSharding:
-        """Replicated along "data"; stacked runs split along "runs" (a prefix for every leaf)."""
-        return self.sharding(RUNS) if self.stacked else self.replicated
-
-    @property
-    def batch_sharding(self) -> NamedSharding:
-        """Of (calls' steps, [runs,] batch, 28, 28): the batch along "data"."""
-        return self.sharding(None, RUNS, DATA) if self.stacked else self.sharding(None, DATA)
-
-
-def make_layout(batch_size: int, devices: int | None = None, runs: int = 1) -> Layout:
-    """The mesh over the first `devices` devices of all processes (default: all of them).
-
-    The "runs" axis takes the largest share of the devices that divides both the device count
-    and R (each device then holds whole runs, which needs no communication); "data" the rest.
-    Raises InputError for a device count that is not there or a batch that does not divide.
+    "runs" takes the largest share of the devices that divides both the device count and R
+    (each device then holds whole runs, which needs no communication); "data" the rest.
+    Raises ConfigError for a device count that is not there or a batch that does not divide.
     """
     available = jax.devices()
     count = len(available) if devices is None else devices
     if not 1 <= count <= len(available):
-        raise InputError(f"--devices {count}: this program sees {len(available)} device(s)")
+        raise ConfigError(f"{option('devices')} {count}: this program sees {len(available)} device(s)")
     if jax.process_count() > 1 and count != len(available):
-        raise InputError(f"--devices {count}: a run of {jax.process_count()} processes uses all {len(available)}")
+        raise ConfigError(
+            f"{option('devices')} {count}: a run of {jax.process_count()} processes uses all {len(available)}"
+        )
     if runs < 1:
-        raise InputError(f"--runs must be at least 1, got {runs}")
+        raise ConfigError(f"{option('runs')} must be at least 1, got {runs}")
     run_axis = math.gcd(runs, count)
     data_axis = count // run_axis
     if batch_size % data_axis:
-        raise InputError(
-            f"--batch-size {batch_size} does not split over {data_axis} devices of the data axis; "
-            f"use a multiple of {data_axis} or other --devices"
+        raise ConfigError(
+            f"{option('batch_size')} {batch_size} does not split over {data_axis} devices of the data axis; "
+            f"use a multiple of {data_axis} or other {option('devices')}"
         )
-    grid = np.array(available[:count]).reshape(run_axis, data_axis)
-    return Layout(Mesh(grid, (RUNS, DATA)), runs)
+    return Mesh(np.array(available[:count]).reshape(run_axis, data_axis), (RUNS, DATA))
 
 
-def layout_for(config: GANConfig, run: RunConfig) -> Layout | None:
-    """The layout a `RunConfig` asks for (`devices`, `runs`), or None for one device in one
-    process, where the loop keeps `train.train_steps` on device-resident data."""
-    if jax.process_count() == 1 and (run.devices or jax.device_count()) == 1 and run.runs == 1:
-        return None
-    return make_layout(config.batch_size, run.devices, run.runs)
+def _sharding(mesh: Mesh, *spec: str | None) -> NamedSharding:
+    return NamedSharding(mesh, P(*spec))
 
 
-def run_seeds(seed: int, runs: int) -> list[int]:
-    return [seed + r for r in range(runs)]
+def _state_sharding(mesh: Mesh) -> NamedSharding:
+    """Of a state with a runs axis: the runs along "runs", replicated along "data"."""
+    return _sharding(mesh, RUNS)
+
+
+def _batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Of (steps, runs, batch, 28, 28) batches: runs along "runs", each batch along "data"."""
+    return _sharding(mesh, None, RUNS, DATA)
+
+
+def per_run(fn: Callable, runs: int) -> Callable:
+    """`fn` of one run's arguments as a function of R runs' (each with a leading runs axis):
+    vmapped, or for R = 1 the one run taken out and put back around `fn`."""
+    if runs > 1:
+        return jax.vmap(fn)
+
+    def one(*args: Any) -> Any:
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: x[None], out)
+
+    return one
 
 
 def _key_data(keys: Sequence[jax.Array]) -> np.ndarray:
@@ -110,116 +107,55 @@ def _key_data(keys: Sequence[jax.Array]) -> np.ndarray:
     return np.stack([np.asarray(jax.random.key_data(k)) for k in keys])
 
 
-def _global(layout: Layout, host: np.ndarray) -> jax.Array:
-    """A host array every process holds alike, as a replicated global array."""
-    return jax.make_array_from_process_local_data(layout.replicated, host, host.shape)
+def replicated(mesh: Mesh, tree: Any) -> Any:
+    """Host arrays every process holds alike, as replicated global arrays."""
+    sharding = _sharding(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x, x.shape), tree)
 
 
-def train_keys(layout: Layout, seed: int) -> jax.Array:
-    """Key data of the runs' training streams: (2,) for one run, (R, 2) for R, replicated."""
-    data = _key_data([run_keys(s).train for s in run_seeds(seed, layout.runs)])
-    return _global(layout, data if layout.stacked else data[0])
+def train_keys(mesh: Mesh, configs: Sequence[GANConfig]) -> jax.Array:
+    """Key data (R, 2) of the runs' training streams, replicated."""
+    return replicated(mesh, _key_data([run_keys(c.seed).train for c in configs]))
 
 
-def _fresh(layout: Layout, config: GANConfig, key_data: jax.Array) -> GANState:
-    one = lambda k: init_state(jax.random.wrap_key_data(k), config)  # noqa: E731
-    return jax.vmap(one)(key_data) if layout.stacked else one(key_data[0])
+def init_runs(mesh: Mesh, configs: Sequence[GANConfig]) -> GANState:
+    """The runs' states at step 0 stacked on a runs axis: run r as `init_state(run_keys(seed_r).init, configs[r])`."""
+    hyper = Hyperparams(*(np.stack(values) for values in zip(*map(hyperparams, configs))))
+    keys = _key_data([run_keys(c.seed).init for c in configs])
+    fresh = per_run(lambda k, h: init(jax.random.wrap_key_data(k), configs[0].static, h), len(configs))
+    return jax.jit(fresh, out_shardings=_state_sharding(mesh))(*replicated(mesh, (keys, hyper)))
 
 
-def init(layout: Layout, config: GANConfig) -> GANState:
-    """Fresh state(s) at step 0, laid out as `layout` says; run r from `init_state(run_keys(seed + r).init)`."""
-    keys = _global(layout, _key_data([run_keys(s).init for s in run_seeds(config.seed, layout.runs)]))
-    return jax.jit(functools.partial(_fresh, layout, config), out_shardings=layout.state_sharding)(keys)
-
-
-def abstract_state(layout: Layout, config: GANConfig) -> GANState:
-    """Shapes, dtypes and target shardings of `init(layout, config)`, for orbax to restore into:
+def one_run_target(mesh: Mesh, config: ModelConfig) -> GANState:
+    """Shapes, dtypes and shardings (replicated) of one run's state, for orbax to restore into:
     each process reads what its devices hold, whatever layout wrote the checkpoint."""
-    keys = jax.ShapeDtypeStruct((layout.runs, 2), np.uint32)
-    shapes = jax.eval_shape(functools.partial(_fresh, layout, config), keys)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=layout.state_sharding), shapes)
+    sharding = _sharding(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes(config))
 
 
-@functools.cache
-def compiled_steps(layout: Layout):
-    """`steps(state, batches, keys) -> (state, metrics)`: batches[j] is step j's global batch.
-
-    The step is jitted with the layout's shardings and donates the state; metrics come back
-    replicated, shape (length,) or (length, R).
-    """
-    one_run = lambda state, batch, key: step(state, batch, jax.random.wrap_key_data(key))  # noqa: E731
-    unit = jax.vmap(one_run) if layout.stacked else one_run
-
-    def steps(state: GANState, batches: jax.Array, keys: jax.Array) -> tuple[GANState, Metrics]:
-        if batches.shape[0] == 1:  # as train_steps: XLA CPU's convolutions are slower in a loop body
-            state, metrics = unit(state, batches[0], keys)
-            return state, jax.tree.map(lambda m: m[None], metrics)
-        return jax.lax.scan(lambda s, b: unit(s, b, keys), state, batches)
-
-    return jax.jit(
-        steps,
-        in_shardings=(layout.state_sharding, layout.batch_sharding, layout.replicated),
-        out_shardings=(layout.state_sharding, layout.replicated),
-        donate_argnums=0,
-    )
-
-
-def _local_indices(layout: Layout, global_shape: tuple[int, ...], axis: int) -> np.ndarray:
-    """The indices along `axis` that this process's devices hold, in order."""
-    spans = {
-        (index[axis].start or 0, global_shape[axis] if index[axis].stop is None else index[axis].stop)
-        for index in layout.batch_sharding.addressable_devices_indices_map(global_shape).values()
-    }
-    return np.concatenate([np.arange(start, stop) for start, stop in sorted(spans)])
-
-
-def batches(
-    layout: Layout, images: np.ndarray, orders: Sequence[np.ndarray], start: int, length: int, batch_size: int
-) -> jax.Array:
-    """Global batches of `length` steps from step `start` of the epoch: this process reads only its rows.
-
-    Step j of run r takes images[orders[r][(start + j) * B : (start + j + 1) * B]], as
-    `train.train_steps` does on one device. orders: one epoch order per run (all processes
-    compute them alike from the seeds).
-    """
-    runs = layout.runs
-    shape = (length, runs, batch_size) if layout.stacked else (length, batch_size)
-    global_shape = (*shape, *images.shape[1:])
-    rows = _local_indices(layout, global_shape, len(shape) - 1)
-    steps = np.arange(start, start + length)[:, None] * batch_size + rows  # (length, local rows)
-    if layout.stacked:
-        local_runs = _local_indices(layout, global_shape, 1)
-        local = np.stack([images[orders[r][steps]] for r in local_runs], axis=1)
-    else:
-        local = images[orders[0][steps]]
-    return jax.make_array_from_process_local_data(layout.batch_sharding, local, global_shape)
-
-
-def one_run(layout: Layout) -> Layout:
-    """The same mesh for one run's state (replicated over all its devices)."""
-    return dataclasses.replace(layout, runs=1)
-
-
-def stack(layout: Layout, states: Sequence[GANState], config: GANConfig) -> GANState:
-    """Single runs' states (replicated) as the stacked state of `layout`; `config`: its static config."""
-    states = [s.replace(config=config) for s in states]
-    stacked = jax.jit(lambda *s: jax.tree.map(lambda *x: jax.numpy.stack(x), *s), out_shardings=layout.state_sharding)
+def stack(mesh: Mesh, states: Sequence[GANState]) -> GANState:
+    """Single runs' states (replicated) as one state with a runs axis."""
+    stacked = jax.jit(lambda *s: jax.tree.map(lambda *x: jax.numpy.stack(x), *s), out_shardings=_state_sharding(mesh))
     return stacked(*states)
 
 
-def unstack(layout: Layout, state: GANState, configs: Sequence[GANConfig]) -> list[GANState]:
-    """Each run of a stacked state, replicated on every device (an all-gather), with its own config.
-    Every process calls it. A layout of one run holds that run's state as it is."""
-    if not layout.stacked:
-        return [state.replace(config=configs[0])]
-    return [one.replace(config=c) for one, c in zip(_splitter(layout)(state), configs)]
-
-
 @functools.cache
-def _splitter(layout: Layout):
-    """Compiled once per layout: `unstack` runs at every checkpoint and epoch end."""
-    split = lambda s: [jax.tree.map(lambda x: x[r], s) for r in range(layout.runs)]  # noqa: E731
-    return jax.jit(split, out_shardings=layout.replicated)
+def _splitter(mesh: Mesh, runs: int) -> Callable:
+    """Compiled once per mesh and R: `unstack` runs at every checkpoint and epoch end."""
+    split = lambda s: [jax.tree.map(lambda x: x[r], s) for r in range(runs)]  # noqa: E731
+    return jax.jit(split, out_shardings=_sharding(mesh))
+
+
+def unstack(mesh: Mesh, state: GANState) -> list[GANState]:
+    """Each run of a state with a runs axis, replicated on every device (an all-gather).
+    Every process calls it."""
+    return _splitter(mesh, int(state.step.shape[0]))(state)
+
+
+def step_of(state: GANState) -> int:
+    """The step of a state with a runs axis (its runs move together), read from this process's
+    first shard: no program to compile, and no other process to wait for."""
+    return int(np.asarray(state.step.addressable_data(0))[0])
 
 
 def local(state: GANState) -> GANState:
@@ -228,30 +164,78 @@ def local(state: GANState) -> GANState:
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, state)
 
 
-class Engine:
-    """What a training loop calls in place of `train.train_steps` on a layout: the same steps,
-    each call's global batches assembled from the host-held images by every process.
+@functools.cache
+def compiled_steps(mesh: Mesh, runs: int, gather: bool) -> Callable:
+    """The steps of R runs on `mesh`, jitted with its shardings and donating the state; metrics
+    come back replicated, each of shape (length, R).
 
-    epoch_order: (data key, epoch, num_images, num_batches, batch_size) -> that epoch's image
-    indices, the single-device loop's own, so every layout sees the same batches.
+    gather: `steps(state, images, orders, start, keys, length)`, the data set (N, 28, 28) and the
+    runs' epoch orders (R, M) on the devices, step j of run r on its epoch batch start + j (as
+    `train.train_steps`). Otherwise `steps(state, batches, keys)`, batches[j] the (R, B, 28, 28)
+    global batch of step j. keys: the runs' training key data (R, 2).
     """
+    replicated = _sharding(mesh)
+    # A single run's program takes its state without the runs axis (see below).
+    state_sharding = _state_sharding(mesh) if runs > 1 else replicated
 
-    def __init__(self, layout: Layout, config: GANConfig, images: np.ndarray, epoch_order):
-        self.layout, self.images, self.epoch_order = layout, images, epoch_order
-        self.batch_size = config.batch_size
-        self.steps_per_epoch = len(images) // config.batch_size
-        self.data_keys = [run_keys(s).data for s in run_seeds(config.seed, layout.runs)]
-        self.keys = train_keys(layout, config.seed)
-        self.compiled = compiled_steps(layout)
-        self.epoch, self.orders = None, []
+    def one_run(state: GANState, batches: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
+        return scan_steps(step, state, batches, jax.random.wrap_key_data(key))
 
-    def __call__(self, state: GANState, done: int, length: int) -> tuple[GANState, Metrics]:
-        """`length` steps from step `done` (within one epoch)."""
-        epoch = done // self.steps_per_epoch
-        if epoch != self.epoch:
-            n, b = len(self.images), self.batch_size
-            self.orders = [np.asarray(self.epoch_order(k, epoch, n, self.steps_per_epoch, b)) for k in self.data_keys]
-            self.epoch = epoch
-        start = done - epoch * self.steps_per_epoch
-        batch = batches(self.layout, self.images, self.orders, start, length, self.batch_size)
-        return self.compiled(state, batch, self.keys)
+    def fed(state: GANState, batches: jax.Array, keys: jax.Array) -> tuple[GANState, Metrics]:
+        if runs > 1:
+            return jax.vmap(one_run, (0, 1, 0), (0, 1))(state, batches, keys)
+        state, metrics = one_run(state, batches[:, 0], keys[0])
+        return state, jax.tree.map(lambda m: m[:, None], metrics)
+
+    def gathered(
+        state: GANState, images: jax.Array, orders: jax.Array, start: jax.Array, keys: jax.Array, length: int
+    ) -> tuple[GANState, Metrics]:
+        gather_runs = jax.vmap(epoch_batches, (None, 0, None, None, None), 1)
+        batches = gather_runs(images, orders, start, length, state.config.batch_size)
+        return fed(state, jax.lax.with_sharding_constraint(batches, _batch_sharding(mesh)), keys)
+
+    data_shardings = (replicated,) * 4 if gather else (_batch_sharding(mesh), replicated)
+    steps = jax.jit(
+        gathered if gather else fed,
+        in_shardings=(state_sharding, *data_shardings),
+        out_shardings=(state_sharding, replicated),
+        static_argnums=5 if gather else (),
+        donate_argnums=0,
+    )
+    if runs > 1:
+        return steps
+    # The runs axis of one run is taken off and put back by programs of their own: indexed
+    # inside the steps, a call of one step (no scan) compiles to other CPU code than
+    # `train.train_steps`, which changes the last bits, and a resume would not repeat a run.
+    take = jax.jit(lambda s: jax.tree.map(lambda x: x[0], s), out_shardings=replicated)
+    put = jax.jit(lambda s: jax.tree.map(lambda x: x[None], s), out_shardings=_state_sharding(mesh))
+
+    def one_run_steps(state: GANState, *args: Any) -> tuple[GANState, Metrics]:
+        state, metrics = steps(take(state), *args)
+        return put(state), metrics
+
+    return one_run_steps
+
+
+def _local_indices(mesh: Mesh, global_shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """The indices along `axis` of a batch array that this process's devices hold, in order."""
+    indices = _batch_sharding(mesh).addressable_devices_indices_map(global_shape).values()
+    spans = {
+        (index[axis].start or 0, global_shape[axis] if index[axis].stop is None else index[axis].stop)
+        for index in indices
+        if index is not None
+    }
+    return np.concatenate([np.arange(start, stop) for start, stop in sorted(spans)])
+
+
+def host_batches(
+    mesh: Mesh, images: np.ndarray, orders: np.ndarray, start: int, length: int, batch_size: int
+) -> jax.Array:
+    """Global batches (length, R, B, 28, 28) of `length` steps from step `start` of the epoch, of
+    which this process reads only its rows: step j of run r takes
+    images[orders[r][(start + j) * B : (start + j + 1) * B]]. orders: (R, M), all processes alike."""
+    global_shape = (length, len(orders), batch_size, *images.shape[1:])
+    rows = _local_indices(mesh, global_shape, 2)
+    steps = np.arange(start, start + length)[:, None] * batch_size + rows  # (length, local rows)
+    local = np.stack([images[orders[r][steps]] for r in _local_indices(mesh, global_shape, 1)], axis=1)
+    return jax.make_array_from_process_local_data(_batch_sharding(mesh), local, global_shape)

@@ -3,21 +3,28 @@
 Step i draws its noise from `fold_in(key, i)` with `key` the run's training
 key, so the state alone says where a run is: resuming from a checkpoint
 continues with exactly the noise and batches the uninterrupted run would use.
+
+The learning rate and Adam's b1 are values in the optimiser states
+(`optax.inject_hyperparams`), and the seed only makes keys, so one compiled step
+serves every rate and seed of a model (and vmaps over a sweep of them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
 from jaxart.data import IMAGE_SHAPE
-from jaxart.gan.config import GANConfig
+from jaxart.gan.config import GANConfig, ModelConfig
 from jaxart.gan.models import adam_b1, make_models
 from jaxart.images import to_float
 
@@ -29,7 +36,7 @@ Metrics = dict[str, jax.Array]
 @struct.dataclass
 class GANState:
     """Everything a run carries from step to step (a pytree; `config` is static, so runs of one
-    model and optimisation share their compiled steps)."""
+    model share their compiled steps whatever their rates and seeds)."""
 
     step: jax.Array  # int32 (): steps taken so far
     g_params: Params
@@ -39,7 +46,7 @@ class GANState:
     # Collections besides 'params' (e.g. batch_stats); empty for the MLP.
     g_collections: Collections
     d_collections: Collections
-    config: GANConfig = struct.field(pytree_node=False)
+    config: ModelConfig = struct.field(pytree_node=False)
 
 
 class RunKeys(NamedTuple):
@@ -51,29 +58,41 @@ class RunKeys(NamedTuple):
     preview: jax.Array  # the fixed latent batch of the per-epoch sample grids
 
 
+class Hyperparams(NamedTuple):
+    """The optimiser's values of one run (float32 scalars), or of R runs ((R,) arrays)."""
+
+    lr: Any
+    b1: Any
+
+
 @jax.jit
 def run_keys(seed: int | jax.Array) -> RunKeys:
+    """The run's keys, all from its seed."""
     return RunKeys(*jax.random.split(jax.random.key(seed), 4))
 
 
-def optimizer(config: GANConfig) -> optax.GradientTransformation:
-    """torch.optim.Adam(lr, betas=(b1, 0.999)): same update, eps added outside the square root."""
-    return optax.adam(config.lr, b1=adam_b1(config))
+def hyperparams(config: GANConfig) -> Hyperparams:
+    """The optimiser's values of a single run's config (ConfigError for a sweep of rates)."""
+    config = config.run(0, 1)
+    # Arrays, not NumPy scalars: inject_hyperparams keeps only numbers and arrays in the state.
+    return Hyperparams(np.asarray(config.lr, np.float32), np.asarray(adam_b1(config), np.float32))
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def init_state(key: jax.Array, config: GANConfig) -> GANState:
-    """Fresh parameters and optimiser states at step 0.
+# torch.optim.Adam(lr, betas=(b1, 0.999)): the same update, eps added outside the square root.
+# b2 and eps stay Python constants, as in a plain optax.adam. (b1 as a float32 value makes Adam's
+# 1 - b1 a float32 subtraction: runs differ in the last bits from versions that folded it.)
+_adam = optax.inject_hyperparams(optax.adam, static_args=("b2", "eps", "eps_root"))
 
-    Compiled as one program: run eagerly, each initialiser and zeros_like is a program of its own.
-    """
+
+def init(key: jax.Array, config: ModelConfig, hyper: Hyperparams) -> GANState:
+    """Fresh parameters and optimiser states at step 0 (unjitted: `init_state` compiles it)."""
     generator, discriminator = make_models(config)
     g_key, d_key = jax.random.split(key)
     g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), train=False)
     d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), train=False)
     g_params, g_collections = _split(g_vars)
     d_params, d_collections = _split(d_vars)
-    tx = optimizer(config)
+    tx = _adam(learning_rate=hyper.lr, b1=hyper.b1)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
@@ -86,14 +105,29 @@ def init_state(key: jax.Array, config: GANConfig) -> GANState:
     )
 
 
-def _split(variables: Collections) -> tuple[Params, Collections]:
+# Compiled as one program: run eagerly, each initialiser and zeros_like is a program of its own.
+_init = jax.jit(init, static_argnums=1)
+
+
+def init_state(key: jax.Array, config: GANConfig) -> GANState:
+    """The state at step 0 of a run configured as `config`, its parameters from `key`."""
+    return _init(key, config.static, hyperparams(config))
+
+
+def state_shapes(config: ModelConfig) -> GANState:
+    """Shapes and dtypes of the states of `config`'s model (what a checkpoint restores into)."""
+    hyper = Hyperparams(np.zeros((), np.float32), np.zeros((), np.float32))
+    return jax.eval_shape(functools.partial(init, config=config, hyper=hyper), jax.random.key(0))
+
+
+def _split(variables: Mapping[str, Any]) -> tuple[Params, Collections]:
     variables = dict(variables)
     return variables.pop("params"), variables
 
 
 def _apply(
     module: nn.Module, params: Params, collections: Collections, x: jax.Array, train: bool = True
-) -> tuple[jax.Array, Collections]:
+) -> tuple[Any, Collections]:
     """module(x) -> (output, updated collections); only a training pass mutates them."""
     variables = {"params": params, **collections}
     if train and collections:
@@ -113,7 +147,7 @@ def sample_latent(key: jax.Array, n: int, latent_dim: int) -> jax.Array:
 
 
 def discriminator_loss(
-    d_params: Params, d_collections: Collections, real: jax.Array, fake: jax.Array, config: GANConfig
+    d_params: Params, d_collections: Collections, real: jax.Array, fake: jax.Array, config: ModelConfig
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Collections]]:
     """BCE(D(real), 1) + BCE(D(fake), 0) -> (loss, (mean D(real), mean D(fake), collections)).
 
@@ -130,7 +164,7 @@ def discriminator_loss(
 
 
 def generator_loss(
-    fake: jax.Array, d_params: Params, d_collections: Collections, config: GANConfig
+    fake: jax.Array, d_params: Params, d_collections: Collections, config: ModelConfig
 ) -> tuple[jax.Array, Collections]:
     """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real."""
     _, discriminator = make_models(config)
@@ -142,7 +176,8 @@ def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, M
     """One step of the seed, unjitted: the unit `train_step` and `train_steps` compile."""
     config = state.config
     generator, _ = make_models(config)
-    tx = optimizer(config)
+    # Adam's update reads the rate and b1 from the optimiser state; both networks share them.
+    tx = _adam(**state.d_opt_state.hyperparams)
     real = to_unit(batch)
     z = sample_latent(jax.random.fold_in(key, state.step), real.shape[0], config.latent_dim)
 
@@ -166,7 +201,8 @@ def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, M
     g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
-    new_state = state.replace(
+    new_state = dataclasses.replace(
+        state,
         step=state.step + 1,
         g_params=g_params,
         d_params=d_params,
@@ -193,31 +229,47 @@ def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANSt
     return step(state, batch, key)
 
 
+def scan_steps(unit: Callable, state: Any, batches: jax.Array, key: jax.Array) -> tuple[Any, Metrics]:
+    """`unit(state, batches[j], key)` for each j in one program; metrics stacked to (len(batches), ...)."""
+    if batches.shape[0] == 1:  # XLA's CPU convolutions measured ~10x slower inside a loop body (the DCGAN's step)
+        state, metrics = unit(state, batches[0], key)
+        return state, jax.tree.map(lambda m: m[None], metrics)
+    return jax.lax.scan(lambda s, b: unit(s, b, key), state, batches)
+
+
+def epoch_batches(images: jax.Array, order: jax.Array, start: jax.Array, length: int, batch_size: int) -> jax.Array:
+    """The batches of steps start..start+length-1 of an epoch: (length, B, 28, 28), step j's
+    images[order[(start + j) * B : (start + j + 1) * B]]."""
+    indices = jax.lax.dynamic_slice_in_dim(order, start * batch_size, length * batch_size)
+    return images[indices.reshape(length, batch_size)]
+
+
 @functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
 def train_steps(
     state: GANState, images: jax.Array, order: jax.Array, start: jax.Array, key: jax.Array, length: int
 ) -> tuple[GANState, Metrics]:
     """`length` steps in one compiled call, gathering batches on the device.
 
-    Step j uses images[order[(start + j) * B : (start + j + 1) * B]].
-
     Args:
       images: the whole data set (N, 28, 28), uint8, on the device.
-      order: (M,) int32 image indices of one epoch, M a multiple of B.
-      start: index of the first batch within `order`.
+      order: (M,) int32 image indices of one epoch (`epoch_order`), M a multiple of B.
+      start: index of the first batch within `order`; step j uses its batch start + j.
     Returns:
       (state, metrics), each metric stacked to shape (length,).
     """
-    batch_size = state.config.batch_size
+    batches = epoch_batches(images, order, start, length, state.config.batch_size)
+    return scan_steps(step, state, batches, key)
 
-    def body(state, j):
-        indices = jax.lax.dynamic_slice_in_dim(order, (start + j) * batch_size, batch_size)
-        return step(state, images[indices], key)
 
-    if length == 1:  # XLA's CPU convolutions measured ~10x slower inside a loop body (the DCGAN's step)
-        state, metrics = body(state, 0)
-        return state, jax.tree.map(lambda m: m[None], metrics)
-    return jax.lax.scan(body, state, jnp.arange(length))
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def epoch_order(
+    key: jax.Array, epoch: int | jax.Array, num_images: int, num_batches: int, batch_size: int
+) -> jax.Array:
+    """The (num_batches * batch_size,) int32 image indices of one epoch; the partial batch is dropped.
+
+    key: the run's data key (`run_keys(seed).data`)."""
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
+    return order[: num_batches * batch_size].astype(jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "config"))
@@ -225,12 +277,12 @@ def sample(
     g_params: Params,
     key: jax.Array,
     n: int,
-    config: GANConfig = GANConfig(),
+    config: ModelConfig = ModelConfig(),
     g_collections: Collections | None = None,
 ) -> jax.Array:
     """n generated images (n, 28, 28), float32 in [0, 1].
 
-    config: the run's configuration (architecture and latent size).
+    config: the run's model (`state.config`; a GANConfig serves as well).
     g_collections: the generator's non-parameter collections, if it has any.
     """
     generator, _ = make_models(config)

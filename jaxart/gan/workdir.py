@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from jaxart.errors import InputError, RunError
+from jaxart.errors import InputError, RunError, option
 from jaxart.files import check_writable
 
 LOCK_FILE = "train.lock"
@@ -21,13 +21,14 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
     """Raises InputError unless `workdir` is a writable folder, or can be made in a writable one."""
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
-        raise InputError(f"--workdir {str(workdir)!r} is a file, expected a folder")
+        raise InputError(f"{option('workdir')} {str(workdir)!r} is a file, expected a folder")
     existing = next(p for p in (workdir.absolute(), *workdir.absolute().parents) if p.exists())
-    check_writable(existing, "--workdir" if existing == workdir.absolute() else "--workdir's parent folder")
+    what = option("workdir") if existing == workdir.absolute() else f"{option('workdir')}'s parent folder"
+    check_writable(existing, what)
     return workdir
 
 
-def remove_half_written(workdir: Path) -> None:
+def _remove_half_written(workdir: Path) -> None:
     """Deletes what writes cut short by a killed run left: `jaxart.files.atomic_path`'s hidden
     temporary files (`.<name>.<random><suffix>.tmp`; orbax cleans its own). Only the holder of
     the lock may: another run could be writing them."""
@@ -57,14 +58,14 @@ def locked(workdir: str | os.PathLike) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "?"
             raise RunError(
-                f"--workdir {str(workdir)!r} is in use by another train run (pid {holder}); "
-                "wait for it to finish or use another --workdir"
+                f"{option('workdir')} {str(workdir)!r} is in use by another train run (pid {holder}); "
+                f"wait for it to finish or use another {option('workdir')}"
             ) from e
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        remove_half_written(workdir)
+        _remove_half_written(workdir)
         try:
             yield
         finally:

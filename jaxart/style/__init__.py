@@ -7,35 +7,48 @@ style = images.load_image("style.png", shape=content.shape[:2])
 params = weights.load()                                   # the VGG19 (see "Pretrained VGG19 weights")
 config = StyleConfig(steps=500, **weights.style_defaults(params))  # the loss weights that suit it
 image, history = stylize(content, style, params, config)
+
+Several pairs, or a sweep of one pair's weights, run as one compiled batch:
+images, history = stylize_batch(content[None].repeat(3, 0), [style] * 3, params, config,
+                                per_pair={"style_weight": [1e-5, 1e-4, 1e-3]})
+and `make_mesh(pairs=4)` or `make_mesh(rows=4)` splits pairs or rows over devices. The loop
+itself is `iterate`; its step `train_steps`, over `init_state` and `compute_targets`.
 """
 
-from jaxart.style.config import StyleConfig, preset
+from jaxart.style.config import Program, StyleConfig, preset
+from jaxart.style.loop import iterate, stylize, stylize_batch
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
+from jaxart.style.sharding import make_mesh
 from jaxart.style.transfer import (
+    State,
     Targets,
     compute_targets,
+    init_state,
     initial_image,
-    iterate,
     loss_fn,
     result_image,
-    stylize,
     train_step,
     train_steps,
 )
 
 __all__ = [
+    "Program",
+    "State",
     "StyleConfig",
     "Targets",
     "compute_targets",
     "content_loss",
     "gram_matrix",
+    "init_state",
     "initial_image",
     "iterate",
     "loss_fn",
+    "make_mesh",
     "preset",
     "result_image",
     "style_loss",
     "stylize",
+    "stylize_batch",
     "total_variation",
     "train_step",
     "train_steps",

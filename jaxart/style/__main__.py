@@ -1,7 +1,8 @@
 """python -m jaxart.style [--content C [C ...]] [--style S [S ...]] [--output O] [--preset P] [options]
 
 With no arguments, stylises the bundled examples/content.png with examples/style.png.
-Several contents or styles (without --style-blend) run as one batch: every combination.
+Several contents or styles (without --style-blend) run as one batch: every combination; so do
+several comma-separated values of --style-weight, --content-weight or --tv-weight (a sweep).
 """
 
 from __future__ import annotations
@@ -9,33 +10,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from jaxart import cache, cli, images, options
 from jaxart.errors import InputError
-from jaxart.files import check_output_path
-from jaxart.style import batch, driver, folders, sharding
-from jaxart.style.config import DTYPES, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
+from jaxart.files import check_distinct, check_output_path, check_writable
+from jaxart.style import batch, driver, folders
+from jaxart.style.config import DTYPES, LBFGS_STEPS, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
 
 
-def _add_preset_argument(p: argparse.ArgumentParser) -> None:
+def parser() -> cli.ArgumentParser:
+    """The command line: its own flags, then one per StyleConfig field."""
+    p = cli.ArgumentParser(
+        prog="python -m jaxart.style",
+        description="Neural style transfer (Gatys et al.): keep one picture's content, take another's style.",
+    )
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
         default="seed",
         help="defaults to start from: seed (the tutorial's), gatys (Gatys et al. 2016: content "
         "relu4_2, style relu1_1..relu5_1, average pooling) or fast (L-BFGS with the zoom line search, "
-        "100 iterations); options given explicitly win over it",
-    )
-
-
-def parser(preset: str = "seed", defaults: Mapping[str, Any] | None = None) -> cli.ArgumentParser:
-    """The command line, its config defaults those of `preset`, then `defaults` (the weights')."""
-    p = cli.ArgumentParser(
-        prog="python -m jaxart.style",
-        description="Neural style transfer (Gatys et al.): keep one picture's content, take another's style.",
+        "100 iterations); the weights' own loss weights win over it, and options given explicitly "
+        "over both",
     )
     p.add_argument(
         "--content",
@@ -124,24 +122,56 @@ def parser(preset: str = "seed", defaults: Mapping[str, Any] | None = None) -> c
     cli.add_process_arguments(
         p.add_argument_group("processes (jax.distributed): each takes its share of a --content DIR")
     )
-    _add_preset_argument(p)
-    cli.add_config_arguments(
-        p, StyleConfig, choices={"pooling": list(POOLINGS), "dtype": list(DTYPES), "optimizer": list(OPTIMIZERS)}
-    )
-    # As add_config_arguments does: a tuple default is given as its command-line text.
-    chosen = {**PRESETS[preset], **(defaults or {})}
-    p.set_defaults(**{k: ",".join(v) if isinstance(v, tuple) else v for k, v in chosen.items()})
+    choices = {"pooling": POOLINGS, "dtype": DTYPES, "optimizer": OPTIMIZERS, "lbfgs_step": LBFGS_STEPS}
+    cli.add_config_arguments(p, StyleConfig, choices={k: list(v) for k, v in choices.items()})
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
-    """Parses in two passes: --preset first, as it sets the other options' defaults; `defaults`
-    (the weights' own, see `jaxart.weights.style_defaults`) win over the preset's, and options
-    given explicitly over both."""
-    first = cli.ArgumentParser(prog="python -m jaxart.style", add_help=False)
-    _add_preset_argument(first)
-    preset = first.parse_known_args(argv)[0].preset
-    return parser(preset, defaults).parse_args(argv)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, parsed once; `driver.config_from_args` makes the config of them."""
+    return parser().parse_args(argv, driver.unset_namespace())
+
+
+def _is_folder(content: Sequence[str]) -> bool:
+    """Whether `--content` names one folder (every image in it) rather than image files."""
+    return len(content) == 1 and Path(content[0]).is_dir()
+
+
+def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path) -> str:
+    """The command line's `--content DIR` and `--content-frames DIR`: checks everything, then runs."""
+    frames = args.content_frames is not None
+    if frames and args.content != [str(driver.EXAMPLE_CONTENT)]:
+        raise InputError("give --content or --content-frames, not both")
+    if args.metrics or args.save_every:
+        raise InputError("--metrics and --save-every are for one transfer or one batch, not a folder")
+    if frames:
+        files = folders.list_frames(args.content_frames)
+        outputs = folders.frame_outputs(output, files)
+    else:
+        if args.shard_spatial:
+            raise InputError("--shard-spatial splits one picture; a folder runs its pictures as batches of pairs")
+        batch.check_batch(config)
+        files = folders.list_images(args.content[0])
+        outputs = batch.output_paths(output, files, args.style)
+    folders.check_contents(files, config)
+    inputs = {**{f"the content {str(f)!r}": f for f in files}, **{f"--style {s!r}": s for s in args.style}}
+    check_distinct({f"the output {str(p)!r}": p for p in outputs}, inputs)
+    check_writable(output.parent)
+    pairs = 1 if frames else len(args.style) * len(files)
+    # A folder runs as batches of pairs, even when it holds one picture.
+    mesh = driver.command_line_mesh(args.devices, frames and args.shard_spatial, 1 if frames else max(pairs, 2))
+    params, overrides = driver.load_weights(args.weights, config.seed)
+    if overrides:
+        config, _ = driver.config_from_args(args, overrides)
+    if frames:
+        driver.check_memory([str(files[0])], config, params, 1, mesh)
+        line = folders.run_frames(files, args.style, params, config, output, mesh, args.warm_start)
+    else:
+        size = args.batch_size or mesh.size
+        driver.check_memory([str(f) for f in files], config, params, size, mesh)
+        line = folders.run_folder(files, args.style, params, config, output, mesh, size)
+    driver.warn_random(args.weights)
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.compile_cache:
         os.environ[cache.COMPILE_CACHE_ENV] = "0"
     cli.prepare_backend()
-    config = cli.config_from_args(StyleConfig, args)
+    config, sweep = driver.config_from_args(args)
     if config.dtype == "float64":
         import jax
 
@@ -157,33 +187,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = images.check_image_output(args.output)
     metrics_path = check_output_path(args.metrics, what="--metrics") if args.metrics else None
     cli.join_processes(args)
+    folder = args.content_frames is not None or _is_folder(args.content)
     if args.num_processes or args.distributed:
         import jax
 
-        if jax.process_count() > 1 and (args.content_frames is not None or not folders.is_folder(args.content)):
+        if jax.process_count() > 1 and not folder:
             raise InputError("several processes share out the pictures of a folder: give --content DIR")
-    if args.content_frames is not None or folders.is_folder(args.content):
-        print(folders.main(args, config, output, lambda o: cli.config_from_args(StyleConfig, parse_args(argv, o))))
-        return 0
     is_batch = len(args.content) > 1 or (len(args.style) > 1 and not config.style_blend)
+    if sweep and (folder or is_batch):
+        raise InputError(f"a sweep ({', '.join(cli.flag(k) for k in sweep)}) runs one --content and one --style")
+    if folder:
+        print(_folder_command(args, config, output))
+        return 0
     if is_batch:
-        driver.check_batch(config)
-    pairs = batch.output_paths(output, args.content, args.style) if is_batch else None
-    driver.check_outputs(output, metrics_path, args.content, args.style, config, args.save_every, pairs)
-    mesh = sharding.command_line_mesh(args.devices, args.shard_spatial, len(pairs) if is_batch else 1)
+        batch.check_batch(config)
+    pictures: list[Path] | None
+    if is_batch:
+        pictures = batch.output_paths(output, args.content, args.style)
+    else:
+        pictures = driver.sweep_paths(output, sweep) if sweep else None
+    driver.check_outputs(output, metrics_path, args.content, args.style, config, args.save_every, pictures)
+    count = len(pictures) if pictures else 1
+    mesh = driver.command_line_mesh(args.devices, args.shard_spatial, count)
     params, overrides = driver.load_weights(args.weights, config.seed)
     if overrides:
-        config = cli.config_from_args(StyleConfig, parse_args(argv, overrides))
-    driver.check_memory(args.content, config, params, len(pairs) if is_batch else 1, mesh)
+        config, _ = driver.config_from_args(args, overrides)
+    driver.check_memory(args.content, config, params, count, mesh)
     if is_batch:
         contents, styles = batch.load_images(args.content, args.style, config)
-        line = driver.run_batch(
-            args.content, args.style, contents, styles, params, config, output, metrics_path, args.save_every, mesh
-        )
+        todo = driver.batch_pairs(args.content, args.style, contents, styles, output)
+        title = f"{len(todo.paths)} pairs (mean)"
     else:
         inputs = driver.load_inputs(args.content[0], args.style, config)
+        todo = driver.sweep_pairs(inputs, sweep, output) if sweep else driver.one_pair(inputs, output)
         title = f"{Path(args.content[0]).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
-        line = driver.run_transfer(inputs, params, config, output, metrics_path, args.save_every, title, mesh)
+        if sweep:
+            title += f" ({len(todo.paths)} pairs, mean)"
+    line = driver.run_pairs(todo, params, config, output, mesh, metrics_path, args.save_every, title)
     driver.warn_random(args.weights)
     print(line)
     return 0

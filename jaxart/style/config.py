@@ -8,21 +8,29 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from jaxart import options, vgg
+from jaxart import errors, options, vgg
+from jaxart.errors import ConfigError
 
 # The seed selects torchvision features 0, 5, 10, 19, 28 (conv1_1..conv5_1), but its in-place
 # ReLUs overwrite those outputs before the loss reads them: it really uses relu{1..5}_1.
 SEED_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DTYPES = ("float32", "bfloat16", "float64")
 OPTIMIZERS = ("adam", "lbfgs")
+LBFGS_STEPS = ("zoom", "backtracking")
 POOLINGS = ("max", "avg")
+
+SWEEP_HELP = "; several, comma-separated, run as one batch of pictures, one per value (a sweep)"
 
 # A preset is a set of defaults; options given explicitly win over it.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
     # Gatys, Ecker & Bethge, CVPR 2016: content at conv4_2 (read after its ReLU), style at
     # conv{1..5}_1 equally weighted (their w_l = 1/5 is absorbed by style_weight), average pooling.
-    "gatys": {"content_layers": ("relu4_2",), "style_layers": SEED_LAYERS, "pooling": "avg"},
+    "gatys": {
+        "content_layers": (("relu4_2", 1.0),),
+        "style_layers": tuple((n, 1.0) for n in SEED_LAYERS),
+        "pooling": "avg",
+    },
     # The seed's loss, minimised by L-BFGS with the zoom line search: with the original VGG19 at
     # the default 400 px it reached the seed's 2,000-step Adam loss in 45 iterations, 12x sooner.
     # Not the backtracking rule: its Armijo-only steps stalled there from the third iteration on
@@ -31,52 +39,85 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_layer(entry: str) -> tuple[str, float]:
-    """'relu1_1:0.2' -> ('relu1_1', 0.2); a bare name weighs 1. ValueError if the weight is not a number."""
-    name, sep, weight = entry.partition(":")
+Layers = tuple[tuple[str, float], ...]  # (VGG19 layer, weight) pairs, in the order given
+
+
+def _layer(entry: str | tuple[str, float]) -> tuple[str, float]:
+    """'relu1_1:0.2' or ('relu1_1', 0.2) -> ('relu1_1', 0.2); a bare name weighs 1."""
+    if not isinstance(entry, str):
+        name, weight = entry
+        return name, float(weight)
+    name, sep, weight_text = entry.partition(":")
     try:
-        return name.strip(), float(weight) if sep else 1.0
-    except ValueError as e:
-        raise ValueError(f"layer weight of {name.strip()!r} is not a number: {weight!r}") from e
+        return name.strip(), float(weight_text) if sep else 1.0
+    except ValueError:
+        raise ValueError(f"layer weight of {name.strip()!r} is not a number: {weight_text!r}") from None
 
 
-def layer_weights(entries: Iterable[str]) -> dict[str, float]:
-    """'name' or 'name:weight' entries -> {name: weight}, in order.
+def _as_layers(entries: Iterable[str | tuple[str, float]], field: str = "style_layers") -> Layers:
+    """Checked (name, weight) pairs from 'name', 'name:weight' or (name, weight) entries.
 
-    Raises ValueError for an unknown or repeated layer, a bad or negative weight, or none at all.
+    Raises ConfigError, naming `field`, for an unknown or repeated layer, a bad or negative
+    weight, or none at all.
     """
-    pairs = [parse_layer(entry) for entry in entries]
-    names = vgg.check_layers(name for name, _ in pairs)
+    try:
+        pairs = tuple(_layer(entry) for entry in entries)
+        names = vgg.check_layers(name for name, _ in pairs)
+    except ValueError as e:
+        raise ConfigError(f"{errors.option(field)}: {e}") from None
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"layer(s) {repeated} listed more than once")
+        raise ConfigError(f"{errors.option(field)}: layer(s) {repeated} listed more than once")
     bad = [name for name, w in pairs if not 0 <= w < math.inf]
     if bad:
-        raise ValueError(f"layer weights must be finite and >= 0 (layer(s) {bad})")
-    return dict(pairs)
+        raise ConfigError(f"{errors.option(field)}: layer weights must be finite and >= 0 (layer(s) {bad})")
+    return pairs
 
 
-def canonical_layers(entries: Iterable[str]) -> tuple[str, ...]:
-    """Validated entries, spelt one way: 'name' for weight 1, else 'name:weight'."""
-    return tuple(name if w == 1 else f"{name}:{w!r}" for name, w in layer_weights(entries).items())
+def _show_layers(pairs: Layers) -> str:
+    """(name, weight) pairs as the command line writes them: 'relu1_1,relu2_1:0.5'."""
+    return ",".join(name if w == 1 else f"{name}:{w!r}" for name, w in pairs)
 
 
-def layer_list(text: str) -> tuple[str, ...]:
+def layer_list(text: str) -> Layers:
     """argparse type: comma-separated VGG19 layer names, each optionally `:weight` (default 1)."""
     try:
-        return canonical_layers(part for part in text.split(",") if part.strip())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
+        return _as_layers(part for part in text.split(",") if part.strip())
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).partition(": ")[2]) from e
 
 
-def steps_per_call_arg(text: str) -> int | None:
+def _steps_per_call_arg(text: str) -> int | None:
     """argparse type: 'auto' (None: chosen by the backend) or a positive integer."""
     return None if text.strip().lower() == "auto" else options.positive_int(text)
 
 
-def blend_list(text: str) -> tuple[float, ...]:
+def _blend_list(text: str) -> tuple[float, ...]:
     """argparse type: comma-separated weights >= 0, one per style image."""
     return tuple(options.non_negative_float(part.strip()) for part in text.split(",") if part.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What a compiled step is built from: its static argument, hashable and small. Values that
+    only change numbers (loss weights, Adam's hyperparameters, the EMA decay) are not here but
+    run-time arrays: a sweep over them, or another seed or step count, compiles nothing new."""
+
+    content_layers: Layers = tuple((name, 1.0) for name in SEED_LAYERS)
+    style_layers: Layers = tuple((name, 1.0) for name in SEED_LAYERS)
+    pooling: str = "max"
+    dtype: str = "float32"
+    remat: bool = False
+    optimizer: str = "adam"
+    lbfgs_step: str = "zoom"
+    tv: bool = False  # whether the total-variation term is in the graph at all
+    ema: bool = False  # whether the state carries an average of the iterates
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer either loss reads, each once, in network order."""
+        wanted = {name for name, _ in self.content_layers + self.style_layers}
+        return tuple(name for name in vgg.LAYERS if name in wanted)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +125,8 @@ class StyleConfig:
     """Options of `stylize`; the defaults reproduce the seed.
 
     Loss = content_weight * content + style_weight * style + tv_weight * total variation, each
-    of the first two a weighted sum over the named VGG19 layers: `content_layers` and
-    `style_layers` hold 'name' (weight 1) or 'name:weight' entries, as on the command line.
+    of the first two a weighted sum over VGG19 layers: `content_layers` and `style_layers` are
+    (name, weight) pairs ('name' and 'name:weight' strings are read as such at construction).
     """
 
     steps: int = options.option(2000, "optimisation steps (L-BFGS: iterations)", options.positive_int)
@@ -103,29 +144,36 @@ class StyleConfig:
     lr: float = options.option(0.003, "Adam's learning rate", options.positive_float)
     b1: float = options.option(0.5, "Adam's first-moment decay", options.non_negative_float)
     b2: float = options.option(0.999, "Adam's second-moment decay", options.non_negative_float)
-    content_weight: float = options.option(1.0, "weight of the content loss", options.non_negative_float)
-    style_weight: float = options.option(100.0, "weight of the style loss", options.non_negative_float)
+    content_weight: float = options.option(
+        1.0, "weight of the content loss" + SWEEP_HELP, options.values(options.non_negative_float), sweep=True
+    )
+    style_weight: float = options.option(
+        100.0, "weight of the style loss" + SWEEP_HELP, options.values(options.non_negative_float), sweep=True
+    )
     tv_weight: float = options.option(
         0.0,
-        "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)",
-        options.non_negative_float,
+        "weight of the total-variation loss (mean squared difference of neighbouring RGB pixels)" + SWEEP_HELP,
+        options.values(options.non_negative_float),
+        sweep=True,
     )
-    content_layers: tuple[str, ...] = options.option(
-        SEED_LAYERS,
+    content_layers: Layers = options.option(
+        Program.content_layers,
         "VGG19 layers of the content loss, comma-separated, each optionally name:weight (default weight 1)",
         layer_list,
+        show=_show_layers,
     )
-    style_layers: tuple[str, ...] = options.option(
-        SEED_LAYERS,
+    style_layers: Layers = options.option(
+        Program.style_layers,
         "VGG19 layers of the style loss, comma-separated, each optionally name:weight (default weight 1)",
         layer_list,
+        show=_show_layers,
     )
     style_blend: tuple[float, ...] = options.option(
         (),
         "blend several --style images into one style with these weights, comma-separated, normalised "
         "to sum 1 (without it the command line runs several styles separately, as a batch; stylize() "
         "blends them equally)",
-        blend_list,
+        _blend_list,
     )
     style_scale: float | None = options.option(
         None,
@@ -165,7 +213,7 @@ class StyleConfig:
         "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where XLA "
         "runs a loop body slower, 20 on GPU/TPU; calls always end at --save-every stops; results do "
         "not depend on it",
-        steps_per_call_arg,
+        _steps_per_call_arg,
     )
     dtype: str = options.option(
         "float32",
@@ -178,64 +226,75 @@ class StyleConfig:
         "recompute VGG activations in the backward pass (jax.checkpoint): less memory, more time",
         bool,
     )
-    seed: int = options.option(0, "seed of anything random (random weights, noise initialisation)", options.non_negative_int)
+    seed: int = options.option(
+        0, "seed of anything random (random weights, noise initialisation)", options.non_negative_int
+    )
 
     def __post_init__(self):
-        for name in ("steps", "max_size", "steps_per_call"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
-            raise ValueError(f"b1 and b2 must be in [0, 1), got {self.b1}, {self.b2}")
-        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
-            raise ValueError("content_weight, style_weight and tv_weight must be >= 0")
+        def refuse(field: str, rule: str) -> None:
+            raise ConfigError(f"{errors.option(field)} {rule}, got {getattr(self, field)!r}")
+
+        for field in ("steps", "max_size", "steps_per_call", "lr"):
+            if getattr(self, field) is not None and not getattr(self, field) > 0:
+                refuse(field, "must be positive")
+        for field, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("lbfgs_step", LBFGS_STEPS),
+            ("pooling", POOLINGS),
+            ("dtype", DTYPES),
+        ):
+            if getattr(self, field) not in allowed:
+                refuse(field, f"must be one of {', '.join(allowed)}")
+        for field in ("b1", "b2", "ema"):
+            if not 0 <= getattr(self, field) < 1:
+                refuse(field, "must be in [0, 1)")
+        for field in ("content_weight", "style_weight", "tv_weight"):
+            if not getattr(self, field) >= 0:
+                refuse(field, "must be >= 0")
         # Frozen: normalising means going around __setattr__; the values stay hashable tuples.
-        object.__setattr__(self, "content_layers", canonical_layers(self.content_layers))
-        object.__setattr__(self, "style_layers", canonical_layers(self.style_layers))
+        object.__setattr__(self, "content_layers", _as_layers(self.content_layers, "content_layers"))
+        object.__setattr__(self, "style_layers", _as_layers(self.style_layers, "style_layers"))
         object.__setattr__(self, "style_blend", tuple(float(w) for w in self.style_blend))
         if any(not w >= 0 for w in self.style_blend) or (self.style_blend and sum(self.style_blend) <= 0):
-            raise ValueError(f"style_blend weights must be >= 0 with a positive sum, got {self.style_blend}")
+            refuse("style_blend", "weights must be >= 0 with a positive sum")
         if self.style_scale is not None and not self.style_scale > 0:
-            raise ValueError(f"style_scale must be positive, got {self.style_scale}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
+            refuse("style_scale", "must be positive")
         if not self.init:
-            raise ValueError("init must be content, noise or an image path")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+            refuse("init", "must be content, noise or an image path")
         if self.pyramid < 0:
-            raise ValueError(f"pyramid must be >= 0, got {self.pyramid}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be float32, bfloat16 or float64, got {self.dtype!r}")
+            refuse("pyramid", "must be >= 0")
+
+    @property
+    def program(self) -> Program:
+        """The static part of the compiled step (see `Program`)."""
+        return Program(
+            self.content_layers,
+            self.style_layers,
+            self.pooling,
+            self.dtype,
+            self.remat,
+            self.optimizer,
+            self.lbfgs_step,
+            tv=self.tv_weight > 0,
+            ema=self.ema > 0,
+        )
 
     @property
     def layers(self) -> tuple[str, ...]:
         """Every layer either loss reads, each once, in network order."""
-        wanted = set(self.content_layer_weights) | set(self.style_layer_weights)
-        return tuple(name for name in vgg.LAYERS if name in wanted)
-
-    @property
-    def content_layer_weights(self) -> dict[str, float]:
-        return layer_weights(self.content_layers)
-
-    @property
-    def style_layer_weights(self) -> dict[str, float]:
-        return layer_weights(self.style_layers)
-
-    @property
-    def content_layer_names(self) -> tuple[str, ...]:
-        return tuple(self.content_layer_weights)
+        return self.program.layers
 
     @property
     def style_layer_names(self) -> tuple[str, ...]:
-        return tuple(self.style_layer_weights)
+        return tuple(name for name, _ in self.style_layers)
+
+    @property
+    def content_layer_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.content_layers)
 
 
 def preset(name: str, **overrides: Any) -> StyleConfig:
     """The config of a preset (see PRESETS), with `overrides` winning over it."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return StyleConfig(**{**PRESETS[name], **overrides})

@@ -1,8 +1,10 @@
-"""The command line's driver: reads the inputs, runs `iterate` (or `iterate_batch`) under a
-progress bar, and writes what a run leaves. Side effects live here; the math in `transfer`.
+"""The command line's driver: works out the config from the flags, reads the inputs, runs
+`loop.iterate` under a progress bar, and writes what a run leaves. Side effects live here; the
+loop in `loop`, the math in `transfer`.
 
 A run writes, beside --output (every location checked writable before the first step):
-  OUTPUT                     the picture (a batch: OUTPUT_<content>_<style> each, and OUTPUT_grid)
+  OUTPUT                     the picture (a batch: OUTPUT_<content>_<style> each, a sweep
+                             OUTPUT_sw<style weight> each, ..., and OUTPUT_grid)
   OUTPUT.loss.png            the loss curves (a batch: the pairs' mean)
   OUTPUT.stepNNNNN.png       with --save-every N, snapshots
   --metrics FILE             one JSON line per step (and pair), written at the end, atomically
@@ -12,33 +14,72 @@ If the disk refuses a write at the end, the pictures are kept in the cache folde
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import itertools
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxart import cache, images, weights
 from jaxart.errors import InputError, RunError, reason
 from jaxart.files import check_distinct, check_output_path, write_json_lines
-from jaxart.style import batch, pyramid, sharding
-from jaxart.style.config import StyleConfig
-from jaxart.style.transfer import METRICS, check_sizes, concat_history, initial_image, iterate, result_image
+from jaxart.style import batch, loop, memory, pyramid, sharding
+from jaxart.style.config import PRESETS, StyleConfig
+from jaxart.style.transfer import METRICS, check_sizes, concat_history, initial_image
 
 EXAMPLE_CONTENT = cache.packaged("examples", "content.png")
 EXAMPLE_STYLE = cache.packaged("examples", "style.png")
 
 
-def snapshot_path(output: Path, step: int) -> Path:
+class _Unset:
+    """A StyleConfig flag the user did not give (see `unset_namespace`)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = _Unset()
+
+
+def unset_namespace() -> argparse.Namespace:
+    """A namespace to parse the flags into: argparse fills in the defaults of missing attributes
+    only, so each StyleConfig flag not given stays UNSET (`config_from_args` tells it apart from a
+    value given), while --help still shows the defaults."""
+    return argparse.Namespace(**dict.fromkeys((f.name for f in dataclasses.fields(StyleConfig)), UNSET))
+
+
+# Each sweepable field's mark in the output names (see `sweep_paths`).
+SWEEP_MARKS = {"style_weight": "sw", "content_weight": "cw", "tv_weight": "tv"}
+
+
+def config_from_args(
+    args: argparse.Namespace, weights_defaults: Mapping[str, Any] | None = None
+) -> tuple[StyleConfig, dict[str, tuple[float, ...]]]:
+    """The config the flags ask for, by one rule: the preset's values < the weights' own
+    (`weights.style_defaults`) < the flags given explicitly; and the sweep, {field: values} for
+    each sweepable flag given several comma-separated values (the config holds the first)."""
+    fields = dataclasses.fields(StyleConfig)
+    given = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not UNSET}
+    sweepable = [f.name for f in fields if f.metadata.get("sweep") and f.name in given]
+    sweep = {name: tuple(given[name]) for name in sweepable if len(given[name]) > 1}
+    given |= {name: given[name][0] for name in sweepable}
+    return StyleConfig(**{**PRESETS[args.preset], **(weights_defaults or {}), **given}), sweep
+
+
+def _snapshot_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.step{step:05d}{output.suffix}")
 
 
-def loss_plot_path(output: Path) -> Path:
+def _loss_plot_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.loss.png")
 
 
@@ -59,7 +100,7 @@ def check_outputs(
     """Refuses, before any work, an output location that cannot be written or one that would
     overwrite an input or another output: the picture (a batch: each pair's, see
     `batch.output_paths`, and the contact sheet), the loss plot, the snapshots, the metrics."""
-    plot = check_output_path(loss_plot_path(output), what="loss plot")
+    plot = check_output_path(_loss_plot_path(output), what="loss plot")
     pictures = [output] if pairs is None else list(pairs)
     named: dict[str, Path | None] = {"--output": output} if pairs is None else {}
     named.update({f"the output {str(p)!r}": p for p in pictures if p != output})
@@ -68,7 +109,7 @@ def check_outputs(
     named.update({"the loss plot": plot, "--metrics": metrics})
     for path in pictures:
         for step in stops(config, save_every):
-            named[f"the snapshot {str(snapshot_path(path, step))!r}"] = snapshot_path(path, step)
+            named[f"the snapshot {str(_snapshot_path(path, step))!r}"] = _snapshot_path(path, step)
     inputs = {**{f"--content {c!r}": c for c in contents}, **{f"--style {s!r}": s for s in styles}}
     if config.init not in ("content", "noise"):
         inputs["--init"] = config.init
@@ -99,18 +140,28 @@ class Inputs(NamedTuple):
     init: np.ndarray
 
 
-def check_memory(
-    content_files: Sequence[str], config: StyleConfig, params: Any, pairs: int = 1, mesh: Any = None
-) -> None:
-    """Refuses (InputError) a run that cannot fit in memory, from the contents' headers alone:
+def command_line_mesh(devices: int | None, spatial: bool, pairs: int) -> Mesh:
+    """The mesh --devices and --shard-spatial ask for: several pairs split over `devices`
+    (default: all local devices); one pair's rows split when `spatial`, or when `devices` > 1 is
+    given for one pair; else one device. InputError for more devices than there are."""
+    available = len(jax.local_devices())
+    count = available if devices is None else devices
+    if count > available:
+        raise InputError(f"--devices {count}: this process has {available} device(s)")
+    if spatial and pairs > 1:
+        raise InputError("--shard-spatial splits one picture over the devices; give one --content and one --style")
+    if pairs > 1:
+        return sharding.make_mesh(pairs=count)
+    return sharding.make_mesh(rows=count if spatial or devices is not None else 1)
+
+
+def check_memory(content_files: Sequence[str], config: StyleConfig, params: Any, pairs: int, mesh: Mesh) -> None:
+    """Refuses (ConfigError) a run that cannot fit in memory, from the contents' headers alone:
     before their pixels are resized, let alone a step allocated. A batch is judged by its
-    largest content (they must share one shape in the end); with a `mesh`, per device."""
+    largest content (they must share one shape in the end); per device of `mesh`."""
     shapes = [images.image_size(path) for path in content_files]
     shape = max(shapes, key=lambda s: np.prod(pyramid.scaled_shape(s, config.max_size)))
-    try:
-        sharding.check_fits(shape, config, params, mesh, pairs)
-    except ValueError as e:
-        raise InputError(str(e)) from e
+    memory.check_fits(shape, config, params, pairs, mesh)
 
 
 def load_inputs(content: str, styles: Sequence[str], config: StyleConfig) -> Inputs:
@@ -123,10 +174,7 @@ def load_inputs(content: str, styles: Sequence[str], config: StyleConfig) -> Inp
         images.load_image(path, max_size=longest) if longest else images.load_image(path, shape=content_image.shape[:2])
         for path in styles
     ]
-    try:
-        check_sizes(content_image.shape, [s.shape for s in style_images], config)
-    except ValueError as e:
-        raise InputError(str(e)) from e
+    check_sizes(content_image.shape, [s.shape for s in style_images], config)
     return Inputs(content_image, style_images, initial_image(content_image, config))
 
 
@@ -140,14 +188,14 @@ class Run(NamedTuple):
     seconds: float
 
 
-def _check_finite(metrics: dict[str, np.ndarray], before: int, labels: Sequence[dict[str, str]] | None) -> None:
+def _check_finite(metrics: dict[str, np.ndarray], before: int, labels: Sequence[Mapping[str, Any]] | None) -> None:
     """Refuses a first step whose loss is not finite (weights or a learning rate that overflow
     float32): InputError; stops a run that diverges later: RunError, naming the step."""
     bad = ~np.isfinite(np.asarray(metrics["loss"]))
     if not bad.any():
         return
-    pair, step = (0, *np.argwhere(bad)[0]) if bad.ndim == 1 else tuple(np.argwhere(bad)[0])
-    which = f" (pair {labels[pair]['content']} x {labels[pair]['style']})" if labels else ""
+    pair, step = np.argwhere(bad.reshape(-1, bad.shape[-1]))[0]
+    which = f" ({', '.join(f'{k} {v}' for k, v in labels[pair].items())})" if labels else ""
     if before + step == 0:
         raise InputError(
             f"the first step's loss is not finite{which}: --content-weight, --style-weight or "
@@ -163,12 +211,12 @@ def optimise(
     calls: Iterator[tuple[int, Any, dict[str, Any]]],
     config: StyleConfig,
     desc: str,
-    labels: Sequence[dict[str, str]] | None = None,
+    labels: Sequence[Mapping[str, Any]] | None = None,
     stops: tuple[int, ...] = (),
     on_stop: Callable[[int, Any], None] | None = None,
 ) -> Run:
-    """Drives `iterate` (or `iterate_batch`, then `labels` names each pair) under a progress bar,
-    calling `on_stop(step, state)` at each of `stops`.
+    """Drives `loop.iterate` under a progress bar (`labels` naming each pair of a batch), calling
+    `on_stop(step, state)` at each of `stops`.
 
     A call's metrics are read only once the next call has been dispatched (the generator
     dispatches it before yielding), so the device never waits for the host; at a stop the
@@ -208,7 +256,7 @@ def optimise(
     return Run(state, history, marks, time.perf_counter() - start)
 
 
-def metrics_rows(run: Run, labels: Sequence[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+def _metrics_rows(run: Run, labels: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One JSON record per step (and pair): step, its losses before its update, seconds since
     the optimisation began (steps inside one compiled call share its time, spread evenly)."""
     rows = []
@@ -224,15 +272,15 @@ def metrics_rows(run: Run, labels: Sequence[dict[str, str]] | None = None) -> li
     return rows
 
 
-def save_plot(output: Path, history: dict[str, np.ndarray], title: str) -> Path:
+def _save_plot(output: Path, history: dict[str, np.ndarray], title: str) -> Path:
     """The loss curves beside the output; a batch plots its pairs' mean."""
     from jaxart.plots import save_loss_curves  # deferred: matplotlib takes a second to import
 
     curves = {k: np.mean(np.atleast_2d(history[k]), axis=0) for k in ("content_loss", "style_loss", "loss")}
-    return save_loss_curves(loss_plot_path(output), curves, title=title)
+    return save_loss_curves(_loss_plot_path(output), curves, title=title)
 
 
-def rescue(pictures: Sequence[tuple[Path, np.ndarray]], rows: list[dict[str, Any]]) -> Path | None:
+def _rescue(pictures: Sequence[tuple[Path, np.ndarray]], rows: list[dict[str, Any]]) -> Path | None:
     """Keeps pictures (and metrics rows) that could not be written where they belong in a fresh
     folder of the cache (else of the temporary folder); returns it, or None if neither takes them."""
     for root in (cache.cache_dir("rescued"), Path(tempfile.gettempdir()) / "jaxart-rescued"):
@@ -249,7 +297,7 @@ def rescue(pictures: Sequence[tuple[Path, np.ndarray]], rows: list[dict[str, Any
     return None
 
 
-def write_results(
+def _write_results(
     pictures: Sequence[tuple[Path, np.ndarray]],
     writes: Sequence[Callable[[], Path]],
     rows: list[dict[str, Any]],
@@ -259,7 +307,7 @@ def write_results(
     try:
         return [images.save_image(path, image) for path, image in pictures] + [write() for write in writes]
     except OSError as e:
-        kept = rescue(pictures, rows)
+        kept = _rescue(pictures, rows)
         where = f"the result was kept in {kept}" if kept else "nothing could be kept (no writable folder)"
         raise RunError(f"could not write {e.filename or 'the output'}: {e.strerror or reason(e)}; {where}") from e
 
@@ -276,88 +324,106 @@ def summary(shape: tuple[int, ...], run: Run, config: StyleConfig, written: Sequ
     )
 
 
-def _metrics_writes(run: Run, path: Path | None, labels: Sequence[dict[str, str]] | None = None):
-    rows = metrics_rows(run, labels) if path else []
+def _metrics_writes(run: Run, path: Path | None, labels: Sequence[Mapping[str, Any]] | None = None):
+    rows = _metrics_rows(run, labels) if path else []
     return rows, ([lambda: write_json_lines(path, rows)] if path else [])
 
 
-def run_transfer(
-    inputs: Inputs,
+class Pairs(NamedTuple):
+    """What the command line runs: each pair's images, output path and label (what the metrics
+    log and a refusal call it; none for one picture), its values (see `loop.iterate`), the
+    contact sheet of a batch's results, and the starting images (None: the contents)."""
+
+    contents: np.ndarray
+    styles: Sequence[np.ndarray | Sequence[np.ndarray]]
+    paths: list[Path]
+    labels: list[dict[str, Any]]
+    per_pair: dict[str, tuple[float, ...]]
+    sheet: Callable[[np.ndarray], np.ndarray] | None
+    init: np.ndarray | None = None
+
+
+def one_pair(inputs: Inputs, output: Path) -> Pairs:
+    """One transfer: the content with its styles (blended), written to `output`."""
+    init = None if inputs.init is inputs.content else inputs.init[None]  # the content: see `loop.iterate`
+    return Pairs(inputs.content[None], [inputs.styles], [output], [], {}, None, init)
+
+
+def batch_pairs(
+    content_files: Sequence[str], style_files: Sequence[str], contents: np.ndarray, styles: np.ndarray, output: Path
+) -> Pairs:
+    """Every content x style combination (images from `batch.load_images`), named by its files."""
+    pair_contents, pair_styles = batch.combinations(contents, styles)
+    return Pairs(
+        pair_contents,
+        list(pair_styles),
+        batch.output_paths(output, content_files, style_files),
+        [{"content": str(c), "style": str(s)} for c in content_files for s in style_files],
+        {},
+        lambda results: batch.contact_sheet(contents, styles, results),
+    )
+
+
+def _combinations(sweep: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+    """Every combination of the swept values, one value of each field."""
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+
+
+def sweep_paths(output: Path, sweep: Mapping[str, Sequence[float]]) -> list[Path]:
+    """Each combination's picture, named by its values: `<out stem>_sw1e-05<suffix>` for
+    `style_weight` 1e-05 (see SWEEP_MARKS)."""
+    return [
+        output.with_name(output.stem + "".join(f"_{SWEEP_MARKS[k]}{v:g}" for k, v in c.items()) + output.suffix)
+        for c in _combinations(sweep)
+    ]
+
+
+def sweep_pairs(inputs: Inputs, sweep: Mapping[str, Sequence[float]], output: Path) -> Pairs:
+    """One pair per combination of the swept values, each the content with its styles; the
+    contact sheet is the content, then each result, in one row."""
+    combos = _combinations(sweep)
+    count = len(combos)
+    return Pairs(
+        np.repeat(inputs.content[None], count, axis=0),
+        [inputs.styles] * count,
+        sweep_paths(output, sweep),
+        combos,
+        {name: tuple(c[name] for c in combos) for name in sweep},
+        lambda results: images.make_grid(np.concatenate([inputs.content[None], results]), ncols=count + 1),
+    )
+
+
+def run_pairs(
+    pairs: Pairs,
     params: Any,
     config: StyleConfig,
     output: Path,
+    mesh: Mesh,
     metrics_path: Path | None = None,
     save_every: int | None = None,
     title: str = "",
-    mesh: Any = None,
 ) -> str:
-    """Runs one transfer (its rows split over `mesh`'s devices when given, see `sharding`);
-    writes the output, its loss plot, the snapshots and the metrics log. Returns the summary line."""
-    at = stops(config, save_every)
-
-    def snapshot(step: int, state: Any) -> None:
-        images.save_image(snapshot_path(output, step), result_image(state, inputs.content, config))
-
-    h, w = inputs.content.shape[:2]
-    if mesh is None:
-        calls = iterate(inputs.content, inputs.styles, params, config, at, inputs.init)
-    else:
-        calls = sharding.iterate_rows(inputs.content, inputs.styles, params, config, mesh, at, inputs.init)
-    run = optimise(calls, config, f"stylising {w}x{h}", stops=at, on_stop=snapshot)
-    rows, writes = _metrics_writes(run, metrics_path)
-    written = write_results(
-        [(output, result_image(run.state, inputs.content, config))],
-        [lambda: save_plot(output, run.history, title), *writes],
-        rows,
-    )
-    return summary(inputs.content.shape, run, config, written)
-
-
-def run_batch(
-    content_files: Sequence[str],
-    style_files: Sequence[str],
-    contents: np.ndarray,
-    styles: np.ndarray,
-    params: Any,
-    config: StyleConfig,
-    output: Path,
-    metrics_path: Path | None = None,
-    save_every: int | None = None,
-    mesh: Any = None,
-) -> str:
-    """Every content x style combination (images from `batch.load_images`) in one compiled,
-    vmapped optimisation (the pairs split over `mesh`'s devices when given, see `sharding`);
-    writes each result, a contact sheet, the loss plot (pairs' mean), snapshots and the metrics
-    log (one line per step and pair, naming the pair). Returns the summary line."""
-    paths = batch.output_paths(output, content_files, style_files)
-    pair_contents, pair_styles = batch.combinations(contents, styles)
-    labels = [{"content": str(c), "style": str(s)} for c in content_files for s in style_files]
+    """Runs the pairs in one compiled optimisation (split over `mesh`'s devices); writes each
+    result, a batch's contact sheet, the loss plot (a batch's: the pairs' mean), the snapshots
+    and the metrics log (one line per step and pair, naming a batch's pair). Returns the
+    summary line."""
     at = stops(config, save_every)
 
     def snapshot(step: int, states: Any) -> None:
-        for path, image in zip(paths, batch.batch_results(states, pair_contents, config)):
-            images.save_image(snapshot_path(path, step), image)
+        for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
+            images.save_image(_snapshot_path(path, step), image)
 
-    h, w = contents.shape[1:3]
-    if mesh is None:
-        calls = batch.iterate_batch(pair_contents, pair_styles, params, config, stops=at)
-    else:
-        calls = sharding.iterate_pairs(pair_contents, pair_styles, params, config, mesh, stops=at)
-    run = optimise(calls, config, f"stylising {len(labels)} pairs at {w}x{h}", labels, at, snapshot)
-    results = batch.batch_results(run.state, pair_contents, config)
-    sheet = batch.contact_sheet(contents, styles, results)
-    rows, writes = _metrics_writes(run, metrics_path, labels)
-    written = write_results(
-        [*zip(paths, results), (batch.contact_sheet_path(output), sheet)],
-        [lambda: save_plot(output, run.history, f"{len(labels)} pairs (mean)"), *writes],
-        rows,
+    count, (h, w) = len(pairs.paths), pairs.contents.shape[1:3]
+    labels = pairs.labels or None
+    calls = loop.iterate(
+        pairs.contents, pairs.styles, params, config, per_pair=pairs.per_pair, mesh=mesh, stops=at, init=pairs.init
     )
-    return summary(contents.shape[1:], run, config, written, len(labels))
-
-
-def check_batch(config: StyleConfig) -> None:
-    """`batch.check_batch` in the command line's terms (InputError)."""
-    try:
-        batch.check_batch(config)
-    except ValueError as e:
-        raise InputError(str(e)) from e
+    desc = f"stylising {w}x{h}" if count == 1 else f"stylising {count} pairs at {w}x{h}"
+    run = optimise(calls, config, desc, labels, at, snapshot)
+    results = loop.result_images(run.state, pairs.contents, config)
+    pictures = list(zip(pairs.paths, results))
+    if pairs.sheet is not None:
+        pictures.append((batch.contact_sheet_path(output), pairs.sheet(results)))
+    rows, writes = _metrics_writes(run, metrics_path, labels)
+    written = _write_results(pictures, [lambda: _save_plot(output, run.history, title), *writes], rows)
+    return summary(pairs.contents.shape[1:], run, config, written, count)

@@ -17,22 +17,21 @@ Rules:
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxart import images
-from jaxart.errors import InputError
-from jaxart.files import check_distinct, check_writable
-from jaxart.style import batch, driver, pyramid, sharding
+from jaxart import errors, images
+from jaxart.errors import ConfigError, InputError
+from jaxart.style import batch, driver, loop, pyramid
 from jaxart.style.config import StyleConfig
-from jaxart.style.transfer import check_sizes, iterate, result_image
+from jaxart.style.transfer import check_sizes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -48,17 +47,17 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return found
 
 
-def frame_number(path: Path) -> int | None:
+def _frame_number(path: Path) -> int | None:
     """The last run of digits in a file's stem ('clip_0042' -> 42), None without one."""
     digits = re.findall(r"\d+", path.stem)
     return int(digits[-1]) if digits else None
 
 
 def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """A folder's images ordered as frames, by `frame_number`; InputError if one has no number
+    """A folder's images ordered as frames, by `_frame_number`; InputError if one has no number
     or two share one (the order would be a guess)."""
     paths = list_images(folder)
-    numbers = [frame_number(p) for p in paths]
+    numbers = [_frame_number(p) for p in paths]
     unnumbered = [p.name for p, n in zip(paths, numbers) if n is None]
     if unnumbered:
         raise InputError(f"frames need a number in their names; {', '.join(unnumbered[:3])} have none")
@@ -90,8 +89,10 @@ def check_contents(content_files: Sequence[Path], config: StyleConfig) -> None:
         shape = pyramid.scaled_shape(images.image_size(path), config.max_size)
         try:
             check_sizes((*shape, 3), [(*shape, 3)], config)
-        except ValueError as e:
-            raise InputError(f"{path.name}: {e} (after resizing to --max-size {config.max_size})") from e
+        except ConfigError as e:
+            raise ConfigError(
+                f"{path.name}: {e} (after resizing to {errors.option('max_size')} {config.max_size})"
+            ) from e
 
 
 def _load_styles(style_files: Sequence[str | os.PathLike], shape: tuple[int, int]) -> np.ndarray:
@@ -104,13 +105,13 @@ def run_folder(
     params: Any,
     config: StyleConfig,
     output: Path,
-    mesh: Any = None,
+    mesh: Mesh,
     batch_size: int | None = None,
 ) -> str:
     """Every content x style pair whose output does not exist yet, contents of one shape in
-    batches of `batch_size` pairs (default: one per device of `mesh`, or 1), the pairs split
-    over `mesh`'s devices when given (see `sharding.iterate_pairs`); with several processes, each
-    runs its share on its own devices. Returns the summary line."""
+    batches of `batch_size` pairs (default: one per device of `mesh`), the pairs split over
+    `mesh`'s devices; with several processes, each runs its share on its own devices. Returns
+    the summary line."""
     outputs = batch.output_paths(output, content_files, style_files)
     # After jax.distributed.initialize, each process takes every process_count-th pair, split
     # before looking at what exists: another process may be writing its share meanwhile.
@@ -122,21 +123,18 @@ def run_folder(
     by_shape: dict[tuple[int, ...], list[tuple[int, int]]] = {}
     for i, j in todo:
         by_shape.setdefault(contents[i].shape, []).append((i, j))
-    size = batch_size or (mesh.size if mesh is not None else 1)
+    size = batch_size or mesh.size
     seconds, written = 0.0, 0
     for shape, pairs in by_shape.items():
-        styles = _load_styles(style_files, shape[:2])
+        styles = _load_styles(style_files, (shape[0], shape[1]))
         for start in range(0, len(pairs), size):
             chunk = pairs[start : start + size]
             pair_contents = np.stack([contents[i] for i, _ in chunk])
             pair_styles = styles[[j for _, j in chunk]]
             labels = [{"content": str(content_files[i]), "style": str(style_files[j])} for i, j in chunk]
-            if mesh is None:
-                calls = batch.iterate_batch(pair_contents, pair_styles, params, config)
-            else:
-                calls = sharding.iterate_pairs(pair_contents, pair_styles, params, config, mesh)
+            calls = loop.iterate(pair_contents, list(pair_styles), params, config, mesh=mesh)
             run = driver.optimise(calls, config, f"{written + len(chunk)}/{len(todo)} at {shape[1]}x{shape[0]}", labels)
-            results = batch.batch_results(run.state, pair_contents, config)
+            results = loop.result_images(run.state, pair_contents, config)
             for (i, j), image in zip(chunk, results):
                 images.save_image(outputs[i * len(style_files) + j], image)
             seconds += run.seconds
@@ -151,11 +149,11 @@ def run_frames(
     params: Any,
     config: StyleConfig,
     output: Path,
-    mesh: Any = None,
+    mesh: Mesh,
     warm_start: bool = True,
 ) -> str:
-    """Stylises the frames in order (see the module's rules), each split by rows over `mesh`
-    when given; frames already written are skipped. Returns the summary line, with the flicker
+    """Stylises the frames in order (see the module's rules), each split by rows over `mesh`;
+    frames already written are skipped. Returns the summary line, with the flicker
     of the outputs against that of the inputs."""
     outputs = frame_outputs(output, frame_files)
     frames = [images.load_image(path, max_size=config.max_size) for path in frame_files]
@@ -166,15 +164,12 @@ def run_frames(
     for k, (frame, path) in enumerate(zip(frames, outputs)):
         if path.exists():
             continue
-        init = images.load_image(outputs[k - 1], shape=frame.shape[:2]) if warm_start and k > 0 else None
-        if mesh is None:
-            calls = iterate(frame, inputs.styles, params, config, (), init)
-        else:
-            calls = sharding.iterate_rows(frame, inputs.styles, params, config, mesh, (), init)
+        init = images.load_image(outputs[k - 1], shape=frame.shape[:2])[None] if warm_start and k > 0 else None
+        calls = loop.iterate(frame[None], [inputs.styles], params, config, mesh=mesh, init=init)
         run = driver.optimise(calls, config, f"frame {k + 1}/{len(frames)}")
-        images.save_image(path, result_image(run.state, frame, config))
+        images.save_image(path, loop.result_images(run.state, frame[None], config)[0])
         seconds, ran = seconds + run.seconds, ran + 1
-        losses.append([float(run.history[name][-1]) for name in ("content_loss", "style_loss")])
+        losses.append([float(run.history[name][0, -1]) for name in ("content_loss", "style_loss")])
     results = [images.load_image(path) for path in outputs]
     ratio = flicker_ratio(results, frames) if len(frames) > 1 else float("nan")
     mode = "warm start" if warm_start else "each frame from its own start"
@@ -190,46 +185,3 @@ def run_frames(
         f"(mean |frame k+1 - frame k|: output {flicker(results):.4f}, input {flicker(frames):.4f}); "
         f"wrote {output.with_name(output.stem + '_*')}"
     )
-
-
-def is_folder(content: Sequence[str]) -> bool:
-    """Whether `--content` names one folder (every image in it) rather than image files."""
-    return len(content) == 1 and Path(content[0]).is_dir()
-
-
-def main(args: argparse.Namespace, config: StyleConfig, output: Path, reparse: Callable[[dict], StyleConfig]) -> str:
-    """The command line's `--content DIR` and `--content-frames DIR`: checks everything, then runs.
-    `reparse(overrides)` gives the config again with the weights' own defaults."""
-    frames = args.content_frames is not None
-    if frames and args.content != [str(driver.EXAMPLE_CONTENT)]:
-        raise InputError("give --content or --content-frames, not both")
-    if args.metrics or args.save_every:
-        raise InputError("--metrics and --save-every are for one transfer or one batch, not a folder")
-    if frames:
-        files = list_frames(args.content_frames)
-        outputs = frame_outputs(output, files)
-    else:
-        if args.shard_spatial:
-            raise InputError("--shard-spatial splits one picture; a folder runs its pictures as batches of pairs")
-        driver.check_batch(config)
-        files = list_images(args.content[0])
-        outputs = batch.output_paths(output, files, args.style)
-    check_contents(files, config)
-    inputs = {**{f"the content {str(f)!r}": f for f in files}, **{f"--style {s!r}": s for s in args.style}}
-    check_distinct({f"the output {str(p)!r}": p for p in outputs}, inputs)
-    check_writable(output.parent)
-    pairs = 1 if frames else len(args.style) * len(files)
-    # A folder runs as batches of pairs, even when it holds one picture.
-    mesh = sharding.command_line_mesh(args.devices, frames and args.shard_spatial, 1 if frames else max(pairs, 2))
-    params, overrides = driver.load_weights(args.weights, config.seed)
-    if overrides:
-        config = reparse(overrides)
-    if frames:
-        driver.check_memory([str(files[0])], config, params, 1, mesh)
-        line = run_frames(files, args.style, params, config, output, mesh, args.warm_start)
-    else:
-        size = args.batch_size or (mesh.size if mesh is not None else 1)
-        driver.check_memory([str(f) for f in files], config, params, size, mesh)
-        line = run_folder(files, args.style, params, config, output, mesh, size)
-    driver.warn_random(args.weights)
-    return line

@@ -54,7 +54,8 @@ def backtracking(aux_names: Sequence[str], max_backtracking_steps: int = 30) -> 
 
     def init_fn(params) -> BacktrackingState:
         start = search.init(params)
-        return BacktrackingState(*start, aux={name: jnp.full((), jnp.nan, start.value.dtype) for name in aux_names})
+        aux = {name: jnp.full((), jnp.nan, start.value.dtype) for name in aux_names}
+        return BacktrackingState(start.learning_rate, start.value, start.grad, start.info, aux)
 
     def update_fn(updates, state, params, *, value, grad, value_fn):
         learning_rate = jnp.minimum(INCREASE_FACTOR * state.learning_rate, MAX_LEARNING_RATE)

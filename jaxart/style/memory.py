@@ -1,10 +1,10 @@
 """How much memory a style transfer needs, estimated before anything is allocated, and how much
 the machine has: so that a size that cannot fit is refused in one line instead of swapping.
 
-The estimate is a formula, not a compilation (which would cost seconds before every run): the
-VGG19 activations each pixel carries through the layers a step computes, times a factor for
-what the backward pass keeps beside them, plus the params. `tests/test_style_batch.py` checks
-it against XLA's own plan (`compiled.memory_analysis()`) of the compiled step: never below it,
+The estimate (`estimate_bytes`) is a formula, not a compilation (which would cost seconds before
+every run): the VGG19 activations each pixel carries through the layers a step computes, times a
+factor for what the backward pass keeps beside them, plus the params. `tests/test_style_batch.py`
+checks it against XLA's own plan of the compiled step (`sharding.planned_bytes`): never below it,
 and at most a third above it, for the configurations the CLI offers.
 """
 
@@ -16,9 +16,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxart import vgg
-from jaxart.style import pyramid
+from jaxart import errors, vgg
+from jaxart.errors import ConfigError
+from jaxart.style import pyramid, sharding
 from jaxart.style.config import StyleConfig
 
 # Bytes XLA's buffer plan keeps per activation value of the forward pass, fitted to XLA CPU's
@@ -49,7 +51,7 @@ def _values_per_pixel(layers: tuple[str, ...]) -> float:
     return total
 
 
-def bytes_per_pixel(config: StyleConfig) -> float:
+def _bytes_per_pixel(config: StyleConfig) -> float:
     """Bytes one content pixel costs a step: activations, content features, the image's state."""
     itemsize = 8 if config.dtype == "float64" else 4  # bfloat16 convolutions keep float32 outputs
     factor = REMAT_FACTOR if config.remat else ACTIVATION_FACTOR
@@ -70,13 +72,13 @@ def params_bytes(params: Any, config: StyleConfig | None = None) -> int:
     return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(params)))
 
 
-def step_bytes(shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1) -> int:
+def estimate_bytes(shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1) -> int:
     """Estimated peak bytes of a run whose content is (height, width) `shape`: its finest pyramid
     level (the coarser ones need less and are freed), `pairs` transfers at once for a batch."""
     # All params stay on the device; the step keeps a working copy of those it reads (and,
     # in another dtype, their cast copy too).
     fixed = params_bytes(params) + params_bytes(params, config) * (1 if config.dtype == "float32" else 2)
-    return int(fixed + SLACK + pairs * shape[0] * shape[1] * bytes_per_pixel(config))
+    return int(fixed + SLACK + pairs * shape[0] * shape[1] * _bytes_per_pixel(config))
 
 
 def available_bytes() -> int | None:
@@ -100,38 +102,60 @@ def available_bytes() -> int | None:
         return None
 
 
-def largest_fitting(image_shape: tuple[int, int], config: StyleConfig, params: Any, budget: int, pairs: int = 1) -> int:
-    """The largest --max-size (longest side) at which a content of `image_shape`'s aspect fits
-    in `budget` bytes (0 if none does)."""
+def _device_bytes(
+    shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1, mesh: Mesh | None = None
+) -> int:
+    """`estimate_bytes` per device of `mesh`: each holds the params and its share of the pairs and
+    of the rows. Forced host devices share one memory: judged as a whole."""
+    if mesh is None or mesh.devices.flat[0].platform == "cpu":
+        return estimate_bytes(shape, config, params, pairs)
+    fixed = estimate_bytes((0, 0), config, params)
+    per_device = estimate_bytes(shape, config, params, -(-pairs // mesh.shape[sharding.PAIRS]))
+    return fixed + (per_device - fixed) // mesh.shape[sharding.ROWS]
+
+
+def largest_fitting(
+    image_shape: tuple[int, int],
+    config: StyleConfig,
+    params: Any,
+    budget: int,
+    pairs: int = 1,
+    mesh: Mesh | None = None,
+) -> int:
+    """The largest `max_size` (longest side) at which a content of `image_shape`'s aspect fits
+    in `budget` bytes per device (0 if none does)."""
+
+    def fits(longest: int) -> bool:
+        return _device_bytes(pyramid.scaled_shape(image_shape, longest), config, params, pairs, mesh) <= budget
+
     lo, hi = 0, max(image_shape) * 2 + 1
-    while step_bytes(pyramid.scaled_shape(image_shape, hi), config, params, pairs) <= budget:
+    while fits(hi):
         lo, hi = hi, hi * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if step_bytes(pyramid.scaled_shape(image_shape, mid), config, params, pairs) <= budget:
-            lo = mid
-        else:
-            hi = mid
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
 
 
-def gib(n: float) -> str:
+def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{math.ceil(n / 2**20)} MiB"
 
 
-def check_fits(image_shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1) -> None:
-    """Raises ValueError, naming the largest --max-size that fits, if a run at `config.max_size`
-    on a content of `image_shape` (its file's (height, width)) needs more memory than is
-    available now."""
+def check_fits(
+    image_shape: tuple[int, int], config: StyleConfig, params: Any, pairs: int = 1, mesh: Mesh | None = None
+) -> None:
+    """Raises ConfigError, naming the largest `max_size` that fits, if a run at `config.max_size`
+    on a content of `image_shape` (its file's (height, width)) needs more memory per device of
+    `mesh` than is available now."""
     budget = available_bytes()
     if budget is None:
         return
     shape = pyramid.scaled_shape(image_shape, config.max_size)
-    need = step_bytes(shape, config, params, pairs)
+    need = _device_bytes(shape, config, params, pairs, mesh)
     if need <= budget:
         return
     what = f"{pairs} pairs at {shape[1]}x{shape[0]}" if pairs > 1 else f"a {shape[1]}x{shape[0]} image"
-    largest = largest_fitting(image_shape, config, params, budget, pairs)
-    fits = f"the largest --max-size that fits is {largest}" if largest else "no size fits"
-    hint = "" if config.remat else " (--remat needs less)"
-    raise ValueError(f"{what} needs about {gib(need)} but {gib(budget)} is available: {fits}{hint}")
+    largest = largest_fitting(image_shape, config, params, budget, pairs, mesh)
+    fits = f"the largest {errors.option('max_size')} that fits is {largest}" if largest else "no size fits"
+    hint = "" if config.remat else f" ({errors.option('remat')} needs less)"
+    raise ConfigError(f"{what} needs about {_gib(need)} but {_gib(budget)} is available: {fits}{hint}")

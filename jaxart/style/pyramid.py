@@ -16,6 +16,8 @@ import math
 import jax
 import numpy as np
 
+from jaxart import errors
+from jaxart.errors import ConfigError
 from jaxart.style.config import StyleConfig
 
 Shape = tuple[int, int]
@@ -36,14 +38,14 @@ def level_shapes(content_shape: Shape, config: StyleConfig) -> list[Shape]:
         while (side := round(config.pyramid * math.sqrt(2) ** k)) < longest:
             sides.append(side)
             k += 1
-    return [scaled_shape(content_shape, side) for side in sides] + [tuple(content_shape)]
+    return [scaled_shape(content_shape, side) for side in sides] + [(content_shape[0], content_shape[1])]
 
 
 def level_steps(steps: int, levels: int) -> list[int]:
     """Steps per level: equal shares, the remainder going to the last (finest) level."""
     share = steps // levels
     if share == 0:
-        raise ValueError(f"{steps} steps cannot cover {levels} pyramid levels")
+        raise ConfigError(f"{errors.option('steps')} {steps} cannot cover {levels} {errors.option('pyramid')} levels")
     return [share] * (levels - 1) + [steps - share * (levels - 1)]
 
 
@@ -58,7 +60,7 @@ def style_longest(content_shape: Shape, config: StyleConfig) -> int | None:
 def style_shape(shape: Shape, content_shape: Shape, config: StyleConfig) -> Shape:
     """The shape a style image of `shape` takes beside a content (level) of `content_shape`."""
     longest = style_longest(content_shape, config)
-    return tuple(content_shape) if longest is None else scaled_shape(shape, longest)
+    return (content_shape[0], content_shape[1]) if longest is None else scaled_shape(shape, longest)
 
 
 def resize(image: jax.Array, shape: Shape) -> jax.Array:

@@ -1,15 +1,15 @@
-"""The optimisation: jit-compiled Adam (or L-BFGS) steps over the target image, and the loop
-around it (optionally coarse to fine, see `jaxart.style.pyramid`).
+"""The math of one transfer: its targets, loss, optimiser state and steps (Adam or L-BFGS) over
+the target image, the pytree being optimised. `jaxart.style.loop` runs them.
 
-The target image is the pytree being optimised. Content features and style Gram
-matrices are computed once per pyramid level, before its loop (the seed recomputes
-them every step).
+Content features and style Gram matrices are computed once per pyramid level, before its
+steps (the seed recomputes them every step). A step's static argument is a `Program`; the
+numbers a sweep changes (loss weights, Adam's hyperparameters, the EMA decay) are arrays.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxart import images, schedule, vgg
+from jaxart import errors, images, vgg
+from jaxart.errors import ConfigError
 from jaxart.style import linesearch, pyramid
 from jaxart.style.colors import keep_colors
-from jaxart.style.config import StyleConfig
+from jaxart.style.config import Program, StyleConfig
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
 
 METRICS = ("loss", "content_loss", "style_loss")
@@ -31,10 +32,10 @@ class Targets(NamedTuple):
     """What the target is pulled towards, and how hard: content features {layer: (1, H, W, C)},
     style Gram matrices {layer: (C, C)} and the three losses' weights (scalars).
 
-    The weights travel here rather than in the config so that a batch of transfers
-    can `vmap` over them; the total-variation term is compiled in only when the config's
-    tv_weight is > 0. (Its default is a Python float, not a jax array: importing jaxart must not
-    create device arrays before `jax.distributed.initialize`.)
+    The weights are arrays here rather than constants of the step, so that a sweep over them is
+    one batch of one compiled program; the total-variation term is compiled in only when the
+    program's `tv` is on. (Its default is a Python float, not a jax array: importing jaxart must
+    not create device arrays before `jax.distributed.initialize`.)
     """
 
     content: dict[str, jax.Array]
@@ -44,9 +45,9 @@ class Targets(NamedTuple):
     tv_weight: jax.Array | float = 0.0
 
 
-def _features(params: Any, image: jax.Array, layers: tuple[str, ...], config: StyleConfig) -> dict[str, jax.Array]:
-    model = vgg.VGG19(pooling=config.pooling, dtype=jnp.dtype(config.dtype), remat=config.remat)
-    return model.apply({"params": params}, image[None], layers)
+def _features(params: Any, image: jax.Array, layers: tuple[str, ...], program: Program) -> dict[str, jax.Array]:
+    model = vgg.VGG19(pooling=program.pooling, dtype=jnp.dtype(program.dtype), remat=program.remat)
+    return model.apply({"params": params}, image[None], layers)  # type: ignore[return-value]
 
 
 def _as_list(style: Any) -> list:
@@ -56,11 +57,13 @@ def _as_list(style: Any) -> list:
 
 def blend_weights(count: int, config: StyleConfig) -> np.ndarray:
     """Each style image's share of the Gram targets: `style_blend` normalised to sum 1 (equal
-    shares when it is empty)."""
+    shares when it is empty); ConfigError when it does not give one weight per style."""
     if not config.style_blend:
         return np.full(count, 1.0 / count)
     if len(config.style_blend) != count:
-        raise ValueError(f"style_blend has {len(config.style_blend)} weight(s) for {count} style image(s)")
+        raise ConfigError(
+            f"{errors.option('style_blend')} has {len(config.style_blend)} weight(s) for {count} style image(s)"
+        )
     weights = np.asarray(config.style_blend, np.float64)
     return weights / weights.sum()
 
@@ -83,10 +86,11 @@ def compute_targets(params: Any, content: jax.Array, style: Any, config: StyleCo
     (exactly the seed's Gram for one style of the content's shape).
     """
     styles = _as_list(style)
-    content_features = _features(params, content, config.content_layer_names, config)
+    program = config.program
+    content_features = _features(params, content, config.content_layer_names, program)
     grams: dict[str, jax.Array] = {}
     for share, image in zip(blend_weights(len(styles), config), styles):
-        features = _features(params, image, config.style_layer_names, config)
+        features = _features(params, image, config.style_layer_names, program)
         for name, f in features.items():
             scale = float(share * _positions(content.shape, name) / _positions(image.shape, name))
             grams[name] = grams.get(name, 0.0) + scale * gram_matrix(f[0])
@@ -99,42 +103,44 @@ def compute_targets(params: Any, content: jax.Array, style: Any, config: StyleCo
     )
 
 
-def loss_fn(image: jax.Array, params: Any, targets: Targets, config: StyleConfig) -> tuple[jax.Array, dict]:
+def loss_fn(image: jax.Array, params: Any, targets: Targets, program: Program) -> tuple[jax.Array, dict]:
     """The total loss of a normalised (H, W, 3) target image, and its parts.
 
     Total variation is measured on the denormalised RGB image, so its weight is in pixel terms.
     Returns (loss, {"loss", "content_loss", "style_loss"}), all float32 scalars.
     """
-    feats = _features(params, image, config.layers, config)
-    c = content_loss(feats, targets.content, config.content_layer_weights)
-    s = style_loss(feats, targets.style_grams, config.style_layer_weights)
+    feats = _features(params, image, program.layers, program)
+    c = content_loss(feats, targets.content, dict(program.content_layers))
+    s = style_loss(feats, targets.style_grams, dict(program.style_layers))
     loss = targets.content_weight * c + targets.style_weight * s
-    if config.tv_weight:  # else left out of the graph: the seed's numbers stay bit for bit
+    if program.tv:  # else left out of the graph: the seed's numbers stay bit for bit
         loss = loss + targets.tv_weight * total_variation(vgg.denormalize(image))
     return loss, {"loss": loss, "content_loss": c, "style_loss": s}
 
 
-def optimizer(config: StyleConfig) -> optax.GradientTransformation:
-    if config.optimizer == "lbfgs":
-        if config.lbfgs_step == "backtracking":
-            # The L-BFGS direction is well scaled after the first iteration (optax caps that one
-            # to unit norm), so the full step mostly passes Armijo's test at the first try: one
-            # value-and-gradient per iteration, reused by the next, as in pastiche's
-            # torch.optim.LBFGS(max_iter=1), but safe when the step is too long.
-            return optax.lbfgs(linesearch=linesearch.backtracking(METRICS, max_backtracking_steps=30))
-        if config.lbfgs_step != "zoom":
-            raise ValueError(f"lbfgs_step must be zoom or backtracking, got {config.lbfgs_step!r}")
-        return optax.lbfgs()
-    return optax.adam(config.lr, b1=config.b1, b2=config.b2)
+def _optimizer(program: Program, lr: Any = 0.0, b1: Any = 0.0, b2: Any = 0.0) -> optax.GradientTransformationExtraArgs:
+    """The program's optimiser. Adam's hyperparameters live in its state (`inject_hyperparams`),
+    as arrays: they are read from there by every update, so only `init` needs their values."""
+    if program.optimizer == "adam":
+        return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2)
+    if program.lbfgs_step == "backtracking":
+        # The L-BFGS direction is well scaled after the first iteration (optax caps that one
+        # to unit norm), so the full step mostly passes Armijo's test at the first try: one
+        # value-and-gradient per iteration, reused by the next, as in pastiche's
+        # torch.optim.LBFGS(max_iter=1), but safe when the step is too long.
+        return optax.lbfgs(linesearch=linesearch.backtracking(METRICS, max_backtracking_steps=30))
+    return optax.lbfgs()
 
 
 class State(NamedTuple):
-    """The optimisation state: the normalised (H, W, 3) target, the optimiser's state and, with
-    `ema`, the running average of the iterates (None without)."""
+    """The optimisation state: the normalised (H, W, 3) target, the optimiser's state (Adam's
+    hyperparameters in it) and, with `ema`, the running average of the iterates and its decay
+    (None without)."""
 
     image: jax.Array
     opt_state: optax.OptState
     average: jax.Array | None = None
+    ema: jax.Array | None = None
 
     @property
     def result(self) -> jax.Array:
@@ -142,48 +148,59 @@ class State(NamedTuple):
         return self.image if self.average is None else self.average
 
 
-def init_state(content: jax.Array, config: StyleConfig) -> State:
-    """The state at a normalised (H, W, 3) starting image (the content, as in the seed).
-
-    The average starts at the starting image: average_t = ema * average_{t-1} + (1 - ema) * image_t.
-    """
+def start_state(image: jax.Array, program: Program, lr: Any, b1: Any, b2: Any, ema: Any) -> State:
+    """`init_state` with the hyperparameters as values (arrays or floats), for `vmap` over pairs."""
     # Fresh, strongly typed copies: the state is donated and one buffer cannot be donated twice
     # (L-BFGS's state holds the image twice); and L-BFGS's weakly typed line-search info would
     # not match the step's output, compiling the step a second time.
-    opt_state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), optimizer(config).init(content))
-    return State(content, opt_state, jnp.copy(content) if config.ema else None)
+    opt_state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), _optimizer(program, lr, b1, b2).init(image))
+    if not program.ema:
+        return State(image, opt_state)
+    return State(image, opt_state, jnp.copy(image), jnp.asarray(ema, image.dtype))
 
 
-def train_step(state: State, params: Any, targets: Targets, config: StyleConfig) -> tuple[State, dict]:
+def init_state(image: jax.Array, config: StyleConfig) -> State:
+    """The state at a normalised (H, W, 3) starting image (the content, as in the seed), with the
+    config's learning rate, betas and EMA decay.
+
+    The average starts at the starting image: average_t = ema * average_{t-1} + (1 - ema) * image_t.
+    """
+    return start_state(image, config.program, config.lr, config.b1, config.b2, config.ema)
+
+
+def train_step(state: State, params: Any, targets: Targets, program: Program) -> tuple[State, dict]:
     """One Adam step or one L-BFGS iteration (its line search included); metrics are those of the
     image *before* the update."""
-    if config.optimizer == "lbfgs":
+    optimizer = _optimizer(program)
+    if program.optimizer == "lbfgs":
         # The line search's last evaluation is this iterate's value and gradient: reuse them.
-        if config.lbfgs_step == "backtracking":  # it keeps the parts too
-            value_fn = lambda x: loss_fn(x, params, targets, config)  # noqa: E731
+        if program.lbfgs_step == "backtracking":  # it keeps the parts too
+            value_fn: Callable[[jax.Array], Any] = lambda x: loss_fn(x, params, targets, program)  # noqa: E731
             value, grads, metrics = linesearch.value_grad_aux_from_state(value_fn, state.image, state.opt_state)
         else:
-            value_fn = lambda x: loss_fn(x, params, targets, config)[0]  # noqa: E731
+            value_fn = lambda x: loss_fn(x, params, targets, program)[0]  # noqa: E731
             value, grads = optax.value_and_grad_from_state(value_fn)(state.image, state=state.opt_state)
-            _, metrics = loss_fn(state.image, params, targets, config)  # the parts: a forward pass only
-        updates, opt_state = optimizer(config).update(
+            _, metrics = loss_fn(state.image, params, targets, program)  # the parts: a forward pass only
+        updates, opt_state = optimizer.update(
             grads, state.opt_state, state.image, value=value, grad=grads, value_fn=value_fn
         )
     else:
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.image, params, targets, config)
-        updates, opt_state = optimizer(config).update(grads, state.opt_state, state.image)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.image, params, targets, program)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.image)
     image = optax.apply_updates(state.image, updates)
-    average = None if state.average is None else config.ema * state.average + (1 - config.ema) * image
-    return State(image, opt_state, average), metrics
+    if state.average is None or state.ema is None:
+        return State(image, opt_state), metrics
+    average = state.ema * state.average + (1 - state.ema) * image
+    return State(image, opt_state, average, state.ema), metrics
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_steps"), donate_argnums=(0,))
-def train_steps(state: State, params: Any, targets: Targets, config: StyleConfig, num_steps: int) -> tuple[State, dict]:
+@functools.partial(jax.jit, static_argnames=("program", "num_steps"), donate_argnums=(0,))
+def train_steps(state: State, params: Any, targets: Targets, program: Program, num_steps: int) -> tuple[State, dict]:
     """`num_steps` steps in one compiled call; metrics stacked: {name: (num_steps,)}."""
     if num_steps == 1:
-        state, metrics = train_step(state, params, targets, config)
+        state, metrics = train_step(state, params, targets, program)
         return state, jax.tree.map(lambda m: m[None], metrics)
-    return jax.lax.scan(lambda s, _: train_step(s, params, targets, config), state, length=num_steps)
+    return jax.lax.scan(lambda s, _: train_step(s, params, targets, program), state, length=num_steps)
 
 
 def initial_image(content: np.ndarray, config: StyleConfig) -> np.ndarray:
@@ -200,22 +217,22 @@ def initial_image(content: np.ndarray, config: StyleConfig) -> np.ndarray:
 def _check_size(what: str, shape: tuple[int, ...], layers: tuple[str, ...]) -> None:
     need = 2 ** vgg.downsampling(layers)
     if min(shape[:2]) < need:
-        deepest = max(layers, key=vgg.TORCH_INDEX.get)
-        raise ValueError(
+        deepest = max(layers, key=lambda name: vgg.TORCH_INDEX[name])
+        raise ConfigError(
             f"{what} is {shape[1]}x{shape[0]}; layers up to {deepest} need at least {need} pixels per side"
         )
 
 
 def check_sizes(content_shape: tuple[int, ...], style_shapes: Sequence[tuple[int, ...]], config: StyleConfig) -> None:
-    """Raises ValueError, before any work, if the content or a style (shapes (H, W, ...)) is too
+    """Raises ConfigError, before any work, if the content or a style (shapes (H, W, ...)) is too
     small at any pyramid level for the layers read from it, if `style_blend` does not match the
     styles, or if there are fewer steps than pyramid levels."""
-    levels = pyramid.level_shapes(content_shape[:2], config)
+    levels = pyramid.level_shapes((content_shape[0], content_shape[1]), config)
     for level in levels:
         where = "" if level == tuple(content_shape[:2]) else " at a pyramid level"
         _check_size(f"the content image{where}", level, config.layers)
         for shape in style_shapes:
-            size = pyramid.style_shape(shape[:2], level, config)
+            size = pyramid.style_shape((shape[0], shape[1]), level, config)
             _check_size(f"a style image{where}", size, config.style_layer_names)
     blend_weights(len(style_shapes), config)
     pyramid.level_steps(config.steps, len(levels))
@@ -256,102 +273,3 @@ def concat_history(chunks: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]
     along the step axis; chunks still on the device come over in one transfer."""
     chunks = jax.device_get(list(chunks))
     return {name: np.concatenate([np.asarray(c[name]) for c in chunks], axis=-1) for name in METRICS}
-
-
-@functools.partial(jax.jit, static_argnames=("shape", "config", "fresh"))
-def start_level(
-    content: jax.Array,
-    styles: Sequence[jax.Array],
-    image: jax.Array | None,
-    shape: tuple[int, int],
-    config: StyleConfig,
-    fresh: bool = True,
-) -> tuple[jax.Array, list[jax.Array], State]:
-    """A pyramid level's normalised content and styles and its starting state, in one compiled
-    call (eagerly, each resize and normalisation would compile on its own).
-
-    Args:
-      content, styles: RGB in [0, 1] at their own shapes; resized here to the level's.
-      image: the starting image: None for the content itself (the very array the content
-        features are computed from, so the first content loss is exactly 0, as in the seed);
-        RGB in [0, 1] when `fresh`, else a previous level's normalised result.
-      shape: the level's (height, width).
-    """
-    level_styles = [vgg.normalize(pyramid.resize(s, pyramid.style_shape(s.shape[:2], shape, config))) for s in styles]
-    level_content = vgg.normalize(pyramid.resize(content, shape))
-    # Normalisation is affine per channel, so resizing commutes with it.
-    start = level_content if image is None else pyramid.resize(vgg.normalize(image) if fresh else image, shape)
-    return level_content, level_styles, init_state(start, config)
-
-
-def iterate(
-    content: np.ndarray,
-    style: np.ndarray | Sequence[np.ndarray],
-    params: Any,
-    config: StyleConfig,
-    stops: tuple[int, ...] = (),
-    init: np.ndarray | None = None,
-) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
-    """Runs the optimisation, level by level of the pyramid, yielding after each compiled call.
-
-    Args:
-      content: (H, W, 3) float RGB in [0, 1].
-      style: one (h, w, 3) float RGB image in [0, 1] or several (blended by `style_blend`): of
-        the content's shape, or with `style_scale` of any shape (resized per level, see `pyramid`).
-      params: VGG19 params; put on the device once here, not copied there by every call.
-      stops: step counts at which a call must end (e.g. to save an image there).
-      init: the (H, W, 3) RGB starting image in [0, 1]; default: `initial_image(content, config)`.
-    Yields:
-      (steps done so far, state, {metric: (steps in this call,) float32}); the state's image
-      has the current pyramid level's shape. The metrics stay on the device: a caller that
-      reads them only after asking for the next call (see `jaxart.style.driver`) never makes
-      the device wait for the host. The state is donated to the next call: read it before.
-    """
-    styles = [np.asarray(s) for s in _as_list(style)]
-    if config.style_scale is None and any(s.shape != content.shape for s in styles):
-        shapes = ", ".join(str(s.shape) for s in styles)
-        raise ValueError(f"content {content.shape} and style {shapes} must have the same shape")
-    check_sizes(content.shape, [s.shape for s in styles], config)
-    params = jax.device_put(params)
-    image = initial_image(content, config) if init is None else init
-    image = None if image is content else image
-    shapes = pyramid.level_shapes(content.shape[:2], config)
-    ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
-    per_call, done = steps_per_call(config), 0
-    for level, (shape, end) in enumerate(zip(shapes, ends)):
-        level_content, level_styles, state = start_level(content, styles, image, tuple(shape), config, level == 0)
-        # Not compiled: XLA rounds a compiled forward pass differently from the step's (by ~1e-8),
-        # and the first content loss would no longer be exactly 0, as it is in the seed.
-        targets = compute_targets(params, level_content, level_styles, config)
-        for before, n in schedule.calls(done, end, per_call, stops):
-            state, metrics = train_steps(state, params, targets, config, n)
-            yield before + n, state, metrics
-        done = end
-        image = state.result
-
-
-def stylize(
-    content: np.ndarray,
-    style: np.ndarray | Sequence[np.ndarray],
-    params: Any,
-    config: StyleConfig = StyleConfig(),
-    init: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Gatys style transfer.
-
-    Args:
-      content: (H, W, 3) float RGB in [0, 1].
-      style: (H, W, 3) float RGB in [0, 1], already resized to the content's size; or several
-        style images, or any sizes with `style_scale` (see `iterate`).
-      params: VGG19 params (see `jaxart.weights.load`).
-      config: every option; the defaults are the seed's.
-      init: the starting image (see `iterate`).
-    Returns:
-      (image, history): the stylised (H, W, 3) float32 RGB in [0, 1] (see `result_image`), and
-      {"loss", "content_loss", "style_loss"}: (steps,) float32, each step's value
-      before its update (L-BFGS: each iteration's).
-    """
-    chunks, state = [], None
-    for _, state, metrics in iterate(content, style, params, config, init=init):
-        chunks.append(metrics)  # fetched once, at the end: the calls run back to back
-    return result_image(state, content, config), concat_history(chunks)

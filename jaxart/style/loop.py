@@ -1,0 +1,329 @@
+"""The style loop: one compiled step over a batch of (content, style) pairs, laid out on a mesh.
+
+    mesh = make_mesh()  # one device; make_mesh(pairs=4) splits pairs, make_mesh(rows=4) rows
+    for done, state, metrics in iterate(contents, styles, params, config, mesh=mesh):
+        ...
+
+A run is always a batch: P pairs (1 for one picture) along the leading axis of the state, the
+targets and the metrics. As in big_vision's train.py, the mesh gives the shardings
+(`jaxart.style.sharding`) and the step is one `jax.jit(step, in_shardings, out_shardings,
+donate_argnums)`: whether a run splits its pairs, its rows or nothing over devices is the
+mesh's shape. Its static argument is the config's `Program`; loss weights, Adam's
+hyperparameters and the EMA decay are arrays, one value per pair, so a sweep over them is one
+batch of one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxart import errors, schedule, vgg
+from jaxart.errors import ConfigError
+from jaxart.style import pyramid, sharding
+from jaxart.style.config import Program, StyleConfig
+from jaxart.style.transfer import (
+    State,
+    Targets,
+    check_sizes,
+    compute_targets,
+    concat_history,
+    init_state,
+    initial_image,
+    result_image,
+    start_state,
+    steps_per_call,
+    train_steps,
+)
+
+# The config fields that may take one value per pair (see `iterate`'s `per_pair`).
+PER_PAIR = ("content_weight", "style_weight", "tv_weight", "lr", "b1", "b2", "ema")
+_WEIGHTS = ("content_weight", "style_weight", "tv_weight")
+_OPTIMISER = ("lr", "b1", "b2", "ema")
+
+
+def _over_pairs(fn: Callable, *trees: Any) -> Any:
+    """`fn` over the leading pairs axis of `trees`: `vmap`, except for one pair, where `fn` runs
+    unbatched. Then one picture is exactly the unbatched program (the seed's numbers), and the
+    backtracking line search's `lax.cond` stays a branch (`vmap` makes it a select that runs both)."""
+    if jax.tree.leaves(trees)[0].shape[0] == 1:
+        return jax.tree.map(lambda x: x[None], fn(*jax.tree.map(lambda x: x[0], trees)))
+    return jax.vmap(fn)(*trees)
+
+
+def _pair_configs(config: StyleConfig, count: int, per_pair: Mapping[str, Sequence[float]] | None) -> list[StyleConfig]:
+    """Each pair's config: `config` with its own value of each field in `per_pair` (each field
+    one of PER_PAIR, `count` values), checked as any config is (ConfigError)."""
+    per_pair = dict(per_pair or {})
+    for name, values in per_pair.items():
+        if name not in PER_PAIR:
+            raise ConfigError(f"{name!r} cannot vary per pair; these can: {', '.join(PER_PAIR)}")
+        if len(values) != count:
+            raise ConfigError(f"{errors.option(name)} has {len(values)} value(s) for {count} pair(s)")
+
+    def pair(i: int) -> StyleConfig:
+        values: dict[str, Any] = {name: float(v[i]) for name, v in per_pair.items()}
+        return dataclasses.replace(config, **values)
+
+    return [pair(i) for i in range(count)]
+
+
+def _program(configs: Sequence[StyleConfig]) -> Program:
+    # A term or an average one pair needs is compiled in for all; its weight or decay may be 0.
+    return dataclasses.replace(
+        configs[0].program, tv=any(c.tv_weight > 0 for c in configs), ema=any(c.ema > 0 for c in configs)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "style_shapes", "program", "fresh"))
+def _start_level(
+    contents: jax.Array,
+    styles: Sequence[Sequence[jax.Array]],
+    starts: jax.Array | None,
+    values: tuple[jax.Array, ...],
+    shape: tuple[int, int],
+    style_shapes: tuple[tuple[tuple[int, int], ...], ...],
+    program: Program,
+    fresh: bool,
+) -> tuple[jax.Array, list[list[jax.Array]], State]:
+    """A pyramid level's normalised contents and styles and its starting states, in one compiled
+    call (eagerly, each resize and normalisation would compile on its own).
+
+    Args:
+      contents, styles: RGB in [0, 1] at their own shapes, resized here: contents (P, H, W, 3)
+        to `shape`, each pair's styles to theirs in `style_shapes`.
+      starts: None to start from the contents themselves (the very arrays the content features
+        are computed from, so the first content loss is exactly 0, as in the seed); (P, H, W, 3)
+        RGB in [0, 1] when `fresh`, else a previous level's normalised results.
+      values: (P,) lr, b1, b2 and ema of each pair.
+    """
+    level_contents = _over_pairs(lambda c: vgg.normalize(pyramid.resize(c, shape)), contents)
+    level_styles = [
+        [vgg.normalize(pyramid.resize(s, size)) for s, size in zip(pair, sizes)]
+        for pair, sizes in zip(styles, style_shapes)
+    ]
+    # Normalisation is affine per channel, so resizing commutes with it.
+    if starts is None:
+        images = level_contents
+    else:
+        images = _over_pairs(lambda x: pyramid.resize(vgg.normalize(x) if fresh else x, shape), starts)
+    states = _over_pairs(lambda image, *v: start_state(image, program, *v), images, *values)
+    return level_contents, level_styles, states
+
+
+def _targets(
+    params: Any,
+    contents: jax.Array,
+    styles: Sequence[Sequence[jax.Array]],
+    values: Mapping[str, np.ndarray],
+    config: StyleConfig,
+) -> Targets:
+    """Each pair's `compute_targets`, stacked along a pairs axis, with each pair's loss weights."""
+    # Not compiled: XLA rounds a compiled forward pass differently from the step's (by ~1e-8),
+    # and the first content loss would no longer be exactly 0, as it is in the seed.
+    targets = [compute_targets(params, c, s, config) for c, s in zip(contents, styles)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *targets)
+    return stacked._replace(**{name: jnp.asarray(values[name]) for name in _WEIGHTS})
+
+
+def _layout(tree: Any) -> tuple[Any, tuple[int, ...]]:
+    """What a tree's shardings depend on: its structure and its leaves' ranks (hashable)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(np.ndim(x) for x in leaves)
+
+
+@functools.cache
+def _compiled_step(program: Program, mesh: Mesh, num_steps: int, rows: int, layout: tuple) -> jax.stages.Wrapped:
+    """`num_steps` steps of every pair, jitted with the shardings `mesh` gives (state donated).
+
+    States and targets come padded (see `sharding.pad`): the crop to the `rows` true rows
+    happens inside, so the steps see exactly the unpadded problem; the states go back padded
+    again (their padding rows zero), for the next call to take as they are.
+    """
+
+    def style_steps(states: State, params: Any, targets: Targets) -> tuple[State, dict[str, jax.Array]]:
+        states = sharding.constrain(sharding.crop(states, rows), mesh)
+        targets = sharding.constrain(targets._replace(content=sharding.crop_features(targets.content, rows)), mesh)
+        states, metrics = _over_pairs(lambda s, t: train_steps(s, params, t, program, num_steps), states, targets)
+        return sharding.constrain(sharding.pad_rows(states, mesh.shape[sharding.ROWS]), mesh), metrics
+
+    treedef, ranks = layout
+    states, targets = treedef.unflatten([NamedSharding(mesh, sharding.spec(r)) for r in ranks])
+    return jax.jit(
+        style_steps,
+        in_shardings=(states, sharding.replicated(mesh), targets),
+        out_shardings=(states, NamedSharding(mesh, P(sharding.PAIRS))),
+        donate_argnums=(0,),
+    )
+
+
+def iterate(
+    contents: np.ndarray,
+    styles: Sequence[np.ndarray | Sequence[np.ndarray]],
+    params: Any,
+    config: StyleConfig = StyleConfig(),
+    *,
+    per_pair: Mapping[str, Sequence[float]] | None = None,
+    mesh: Mesh | None = None,
+    stops: Sequence[int] = (),
+    init: np.ndarray | None = None,
+) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
+    """Optimises P pairs at once, level by level of the pyramid, yielding after each compiled call.
+
+    Args:
+      contents: (P, H, W, 3) float RGB in [0, 1].
+      styles: per pair, one (h, w, 3) float RGB image in [0, 1] or several (blended by
+        `style_blend`): of the content's shape, or with `style_scale` of any shape (resized per
+        level, see `pyramid`).
+      params: VGG19 params.
+      per_pair: {field of PER_PAIR: P values}: each pair's own loss weights, Adam
+        hyperparameters or EMA decay (a sweep); the others take the config's.
+      mesh: where the pairs and rows go (see `sharding`); default: one device.
+      stops: step counts at which a call must end (e.g. to save an image there).
+      init: (P, H, W, 3) RGB starting images in [0, 1]; default: `initial_image` of each content.
+    Yields:
+      (steps done so far, states, {metric: (P, steps in this call) float32}); the states have a
+      leading pairs axis and the current level's shape. The metrics stay on the device: a caller
+      that reads them only after asking for the next call (see `jaxart.style.driver`) never makes
+      the device wait for the host. The states are donated to the next call: read them before.
+    """
+    contents = np.asarray(contents)
+    pair_styles = [[np.asarray(s) for s in (pair if isinstance(pair, (list, tuple)) else [pair])] for pair in styles]
+    if contents.ndim != 4 or len(pair_styles) != len(contents):
+        raise ConfigError(f"contents {contents.shape} must be (P, H, W, 3), with one entry of styles per content")
+    if config.style_scale is None and any(s.shape != contents.shape[1:] for pair in pair_styles for s in pair):
+        sizes = ", ".join(str(s.shape) for pair in pair_styles for s in pair)
+        raise ConfigError(
+            f"contents {contents.shape[1:]} and styles {sizes} must have the same shape "
+            f"(or give {errors.option('style_scale')})"
+        )
+    for pair in pair_styles:
+        check_sizes(contents.shape[1:], [s.shape for s in pair], config)
+    configs = _pair_configs(config, len(contents), per_pair)
+    program = _program(configs)
+    values = {name: np.asarray([getattr(c, name) for c in configs], np.float32) for name in _WEIGHTS}
+    # In the image's dtype: Adam's 1 - b2 of a float32 b2 is not float64's, and the seed's is.
+    values |= {name: np.asarray([getattr(c, name) for c in configs], contents.dtype) for name in _OPTIMISER}
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    if init is not None:
+        starts = np.asarray(init)
+    elif config.init != "content":
+        starts = np.stack([initial_image(content, config) for content in contents])
+    else:
+        starts = None
+    placed_params = jax.device_put(params, sharding.replicated(mesh))
+    shapes = pyramid.level_shapes(contents.shape[1:3], config)
+    ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
+    per_call, done = steps_per_call(config), 0
+    for level, (shape, end) in enumerate(zip(shapes, ends)):
+        style_shapes = tuple(
+            tuple(pyramid.style_shape(s.shape[:2], shape, config) for s in pair) for pair in pair_styles
+        )
+        level_contents, level_styles, states = _start_level(
+            contents,
+            pair_styles,
+            starts,
+            tuple(values[k] for k in _OPTIMISER),
+            shape=tuple(shape),
+            style_shapes=style_shapes,
+            program=program,
+            fresh=level == 0,
+        )
+        targets = _targets(params, level_contents, level_styles, values, config)
+        states, targets = sharding.place(states, mesh), sharding.place(targets, mesh)
+        for before, n in schedule.calls(done, end, per_call, stops):
+            step = _compiled_step(program, mesh, n, shape[0], _layout((states, targets)))
+            states, metrics = step(states, placed_params, targets)
+            yield (
+                before + n,
+                sharding.crop(states, shape[0], len(contents)),
+                sharding.crop(metrics, pairs=len(contents)),
+            )
+        done = end
+        starts = sharding.crop(states.result, shape[0], len(contents))
+
+
+def compile_step(
+    shape: tuple[int, int], config: StyleConfig, mesh: Mesh | None = None, pairs: int = 1
+) -> jax.stages.Compiled:
+    """One step of `pairs` pairs with (H, W) contents on `mesh` (default: one device), compiled
+    for abstract arguments (nothing allocated): for XLA's memory plan and its HLO."""
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    params = jax.eval_shape(vgg.init_params, jax.random.key(0))
+    image = jax.ShapeDtypeStruct((*shape, 3), jnp.float32)
+    one = (
+        jax.eval_shape(functools.partial(init_state, config=config), image),
+        jax.eval_shape(functools.partial(compute_targets, config=config), params, image, image),
+    )
+    batched = jax.tree.map(lambda x: jax.ShapeDtypeStruct((pairs, *x.shape), x.dtype), one)
+    states, targets = jax.eval_shape(functools.partial(sharding.pad, mesh=mesh), batched)
+    step = _compiled_step(config.program, mesh, 1, shape[0], _layout((states, targets)))
+    return step.lower(states, params, targets).compile()
+
+
+def result_images(states: State, contents: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """Each pair's picture (see `result_image`): (P, H, W, 3) float32 RGB in [0, 1]."""
+    return np.stack(
+        [result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)]
+    )
+
+
+def stylize_batch(
+    contents: np.ndarray,
+    styles: Sequence[np.ndarray | Sequence[np.ndarray]],
+    params: Any,
+    config: StyleConfig = StyleConfig(),
+    *,
+    per_pair: Mapping[str, Sequence[float]] | None = None,
+    mesh: Mesh | None = None,
+    init: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`stylize` of P (content, style) pairs at once, in one compiled program (see `iterate`
+    for the arguments): each result is that of `stylize` on its pair alone, with its values.
+
+    Returns:
+      (images, history): (P, H, W, 3) float32 RGB in [0, 1], and {"loss", "content_loss",
+      "style_loss"}: (P, steps) float32, each step's value before its update.
+    """
+    chunks = []
+    for _, states, metrics in iterate(contents, styles, params, config, per_pair=per_pair, mesh=mesh, init=init):
+        chunks.append(metrics)  # fetched once, at the end: the calls run back to back
+    return result_images(states, np.asarray(contents), config), concat_history(chunks)
+
+
+def stylize(
+    content: np.ndarray,
+    style: np.ndarray | Sequence[np.ndarray],
+    params: Any,
+    config: StyleConfig = StyleConfig(),
+    *,
+    mesh: Mesh | None = None,
+    init: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Gatys style transfer of one picture.
+
+    Args:
+      content: (H, W, 3) float RGB in [0, 1].
+      style: (H, W, 3) float RGB in [0, 1], already resized to the content's size; or several
+        style images, or any sizes with `style_scale` (see `iterate`).
+      params: VGG19 params (see `jaxart.weights.load`).
+      config: every option; the defaults are the seed's.
+      mesh: e.g. `make_mesh(rows=4)` to split the picture's rows over 4 devices; default: one.
+      init: the (H, W, 3) starting image (see `iterate`).
+    Returns:
+      (image, history): the stylised (H, W, 3) float32 RGB in [0, 1] (see `result_image`), and
+      {"loss", "content_loss", "style_loss"}: (steps,) float32, each step's value before its
+      update (L-BFGS: each iteration's).
+    """
+    images, history = stylize_batch(
+        content[None], [style], params, config, mesh=mesh, init=None if init is None else init[None]
+    )
+    return images[0], {name: values[0] for name, values in history.items()}
