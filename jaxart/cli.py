@@ -43,6 +43,38 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        # A subcommand's parser finishes first, the top one last: the command's flags are the
+        # top parser's with those of the subcommand chosen.
+        _COMMAND_FLAGS.clear()
+        _COMMAND_FLAGS.update(_flags_by_dest(self, parsed))
+        return parsed, extras
+
+
+# The flag of each destination of the command being run (`ArgumentParser.parse_known_args`):
+# how `in_flags` shows a field that the command takes under another flag (`source` is
+# python -m jaxart.weights' --from).
+_COMMAND_FLAGS: dict[str, str] = {}
+# Library keywords that a command takes under another destination: `jaxart.weights`' `source`
+# is the style command's --weights.
+_SYNONYMS = {"source": "weights"}
+
+
+def _flags_by_dest(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> dict[str, str]:
+    """{destination: its first long flag} of `parser` and of the subcommand `namespace` chose."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(namespace, action.dest, ""))
+            if chosen is not None:
+                flags.update(_flags_by_dest(chosen, namespace))
+            continue
+        long = [s for s in action.option_strings if s.startswith("--")]
+        if long:
+            flags.setdefault(action.dest, long[0])
+    return flags
+
 
 def prepare_backend() -> None:
     """What every command sets before JAX compiles anything: the persistent compilation
@@ -109,9 +141,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
 _FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
+def _command_flag(field: str) -> str:
+    for name in (field, _SYNONYMS.get(field, field)):
+        if name in _COMMAND_FLAGS:
+            return _COMMAND_FLAGS[name]
+    return flag(field)
+
+
 def in_flags(message: str) -> str:
-    """A library message in the command line's terms: each `field` named as its --flag."""
-    return _FIELD.sub(lambda m: flag(m.group(1)), message)
+    """A library message in the command line's terms: each `field` named as the running command's
+    flag for it (its destination's, or a synonym's; see `ArgumentParser`), else as --field."""
+    return _FIELD.sub(lambda m: _command_flag(m.group(1)), message)
 
 
 def _report(e: BaseException, line: str, status: int) -> int:
@@ -133,7 +173,7 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     except RunError as e:
         return _report(e, f"error: {e}", 1)
     except KeyboardInterrupt as e:
-        return _report(e, "interrupted", 130)
+        return _report(e, f"interrupted: {e}" if str(e) else "interrupted", 130)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
             raise

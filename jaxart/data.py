@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxart.cache import cache_dir
-from jaxart.errors import InputError, reason
+from jaxart.errors import InputError, option, reason
 
 DATA_ENV = "JAXART_DATA"
 SYSTEM_DATA = Path("/usr/share/datasets")  # Debian's dataset-* packages
@@ -31,9 +31,10 @@ SPLITS = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8}
 # Each name's folder inside $JAXART_DATA, and torchvision's class (its folder is <class>/raw).
 NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+# `data` is a field (RunConfig's; the judge's and eval's source): each command shows its --data.
 HOW_TO_GET = (
-    f"put its four IDX files in a folder and pass it with --data, set ${DATA_ENV} to a folder holding "
-    "mnist/ and fashion-mnist/, or connect to the internet so torchvision can download it"
+    f"put its four IDX files in a folder and pass it with {option('data')}, set ${DATA_ENV} to a folder "
+    "holding mnist/ and fashion-mnist/, or connect to the internet so torchvision can download it"
 )
 
 
@@ -121,7 +122,13 @@ def _download(name: str) -> Path | None:
     goes to stderr after a success and nowhere after a failure, and a failed attempt removes
     the folders it created.
     """
-    from torchvision import datasets  # deferred: importing torch costs seconds
+    try:
+        from torchvision import datasets  # deferred: importing torch costs seconds
+    except ImportError as e:
+        raise InputError(
+            f"{name} is not on this machine, and torchvision, which downloads it, is not installed "
+            f"(pip install 'jaxart[torchvision]'); or pass a folder of its four IDX files with {option('data')}"
+        ) from e
 
     cls = getattr(datasets, NAMES[name])
     root = download_root()

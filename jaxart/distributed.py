@@ -14,24 +14,24 @@ import jax
 
 __all__ = ["cpu_threads_env", "host_devices_env", "initialize", "is_writer"]
 
-from jaxart.errors import ConfigError, option
+from jaxart.errors import ConfigError, option, reason
 
 
 def initialize(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
-    auto: bool = False,
+    distributed: bool = False,
 ) -> None:
     """Joins a multi-process run before any JAX computation.
 
     With the three values, the processes meet at `coordinator` (HOST:PORT, served by process 0).
     CPU devices then talk over gloo (JAX's CPU backend has no cross-process collectives of its
     own); accelerators use their own.
-    With `auto`, `jax.distributed.initialize()` detects the cluster itself (SLURM, Cloud TPU,
-    Open MPI), as JAX documents. With neither, nothing happens: a plain command stays one
-    process even inside a SLURM allocation, where JAX's detection would otherwise expect peers
-    that were never started.
+    With `distributed`, `jax.distributed.initialize()` detects the cluster itself (SLURM, Cloud
+    TPU, Open MPI, Kubernetes), as JAX documents; ConfigError if it finds none. With neither,
+    nothing happens: a plain command stays one process even inside a SLURM allocation, where
+    JAX's detection would otherwise expect peers that were never started.
     """
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
@@ -44,9 +44,18 @@ def initialize(
             )
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator, num_processes, process_id)
-    elif auto:
+    elif distributed:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize()
+        try:
+            jax.distributed.initialize()
+        except ValueError as e:
+            # JAX checks what its detection found before it connects to anything: a ValueError
+            # here means a value it could not find, i.e. no cluster around this process.
+            raise ConfigError(
+                f"{option('distributed')} found no cluster to join (no SLURM, Open MPI, Cloud TPU or "
+                f"Kubernetes job detected; jax: {reason(e).rstrip('.')}): give {option('coordinator')} HOST:PORT, "
+                f"{option('num_processes')} N and {option('process_id')} I instead"
+            ) from e
 
 
 def is_writer() -> bool:

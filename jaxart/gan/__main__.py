@@ -1,5 +1,5 @@
-"""python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE | eval --workdir W [--num N]
-| judge [--data D] [--retrain]
+"""python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE
+| eval --workdir W [--num N] [--data D] | judge [--data D] [--retrain]
 
 With no subcommand, `train` runs: `python -m jaxart.gan` alone trains the
 seed's GAN on MNIST into runs/gan-mnist (and resumes it when run again).
@@ -13,10 +13,11 @@ import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from jaxart import cli, options
+from jaxart import cli, distributed, options
 from jaxart.cache import COMPILE_CACHE_ENV
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import MODELS
@@ -66,6 +67,11 @@ def parser() -> cli.ArgumentParser:
     evaluate.add_argument("--workdir", default=RunConfig.workdir, help="a training run's folder")
     evaluate.add_argument("--num", type=options.positive_int, default=10_000, help="how many generated images")
     evaluate.add_argument(
+        "--data",
+        help="the data the samples are judged against: 'mnist', 'fashion-mnist' or a folder of IDX files "
+        "(default: the run's own, as its checkpoint records it)",
+    )
+    evaluate.add_argument(
         "--precision-recall",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -105,11 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.prepare_backend()
     with _quiet_library_reports():
         if args.command == "train":
-            from jaxart.gan.loop import train
+            from jaxart.gan.loop import summary, train
 
             cli.join_processes(args)
-
-            train(cli.config_from_args(GANConfig, args), cli.config_from_args(RunConfig, args))
+            run = cli.config_from_args(RunConfig, args)
+            start = time.perf_counter()
+            train(cli.config_from_args(GANConfig, args), run)
+            if distributed.is_writer():
+                print(summary(run, time.perf_counter() - start))
         elif args.command == "sample":
             _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
         elif args.command == "judge":
@@ -117,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             runs = _run_workdirs(args.workdir)
             if runs and not (Path(args.workdir) / "checkpoints").is_dir():
-                print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed))
+                print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed, args.data))
             else:
-                print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed))
+                print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed, args.data))
     return 0
 
 
@@ -227,9 +236,11 @@ def _run_workdir(workdir: str, run: int | None) -> str:
     return str(folder)
 
 
-def _write_run_evaluations(workdirs: list[Path], num: int, precision_recall: bool, seed: int) -> str:
-    """Evaluates every run of a `--runs` workdir (each into its own eval.jsonl and eval.png); returns
-    a line per run and the mean and spread of FCD across them."""
+def _write_run_evaluations(
+    workdirs: list[Path], num: int, precision_recall: bool, seed: int, source: str | None = None
+) -> str:
+    """Evaluates every run of a `--runs` workdir (each into its own eval.jsonl and eval.png) against
+    `source` (default: the runs' data); returns a line per run and the mean and spread of FCD."""
     import dataclasses
 
     import numpy as np
@@ -242,7 +253,7 @@ def _write_run_evaluations(workdirs: list[Path], num: int, precision_recall: boo
     runs = [load_latest_run(w) for w in workdirs]
     for w in workdirs:
         check_writable(w, "--workdir")
-    judge, reference = load_judge_and_reference(runs[0][1]["data"])
+    judge, reference = load_judge_and_reference(source or runs[0][1]["data"])
     lines, fcd = [], []
     for w, (state, _) in zip(workdirs, runs):
         record = evaluate_state(state, w, judge, reference, config)
@@ -256,8 +267,9 @@ def _write_run_evaluations(workdirs: list[Path], num: int, precision_recall: boo
     return "\n".join(lines)
 
 
-def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int) -> str:
-    """Evaluates the latest checkpoint in `workdir` into its eval.jsonl and eval.png; returns a summary line."""
+def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int, source: str | None = None) -> str:
+    """Evaluates the latest checkpoint in `workdir` against `source` (default: the run's data) into
+    its eval.jsonl and eval.png; returns a summary line."""
     import dataclasses
 
     from jaxart.files import check_writable
@@ -267,7 +279,7 @@ def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int)
     config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
     state, meta = load_latest_run(workdir)
     check_writable(workdir, "--workdir")
-    judge, reference = load_judge_and_reference(meta["data"])
+    judge, reference = load_judge_and_reference(source or meta["data"])
     record = evaluate_state(state, workdir, judge, reference, config)
     return f"step {record['step']}: {summary(record)} ({num} samples; {Path(workdir) / EVAL_FILE})"
 

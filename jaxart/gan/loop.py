@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 
 from jaxart import data, distributed, training
 from jaxart.errors import ConfigError, InputError, RunError, option
-from jaxart.files import keep_json_lines
+from jaxart.files import keep_json_lines, read_json_lines
 from jaxart.gan import parallel
 from jaxart.gan.checkpoint import Checkpoints, check_resumable, run_meta
 from jaxart.gan.config import GANConfig, RunConfig
@@ -260,3 +260,23 @@ class _Job:
         return RunError(
             f"training diverged: {name} is {value} at step {step} ({option('lr')} {self.configs[r].lr:g}); {kept}"
         )
+
+
+def summary(run: RunConfig, seconds: float) -> str:
+    """The line `gan train` ends with: how far the runs got and in what wall time, each run's
+    final losses (the last line of its metrics.jsonl) and where the files are."""
+    workdir = Path(run.workdir)
+    folders = [workdir] if run.runs == 1 else [workdir / RUN_FOLDER.format(r) for r in range(run.runs)]
+    lasts = [rows[-1] for rows in (read_json_lines(f / "metrics.jsonl") for f in folders) if rows]
+    if not lasts:
+        return f"no steps were trained; the run's files are in {workdir}"
+    finals = [
+        ("" if run.runs == 1 else f"run {r}: ")
+        + ", ".join(f"{label} {last[n]:.3f}" for n, label in zip(METRICS, _METRIC_LABELS))
+        for r, last in enumerate(lasts)
+    ]
+    runs = "" if run.runs == 1 else f"{run.runs} runs to "
+    return (
+        f"trained {runs}step {lasts[0]['step']} (epoch {lasts[0]['epoch']}) in {seconds:.1f} s; final "
+        f"{'; '.join(finals)}; checkpoints, samples/, metrics.jsonl and loss_curves.png in {workdir}"
+    )

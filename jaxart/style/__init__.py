@@ -15,7 +15,7 @@ and `make_mesh(pairs=4)` or `make_mesh(rows=4)` splits pairs or rows over device
 itself is `iterate`; its step `train_steps`, over `init_state` and `compute_targets`.
 """
 
-from jaxart.style.config import Program, StyleConfig, preset
+from jaxart.style.config import Program, StyleConfig, preset, size_scaled_style_weight
 from jaxart.style.loop import iterate, stylize, stylize_batch
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
 from jaxart.style.sharding import make_mesh
@@ -46,6 +46,7 @@ __all__ = [
     "make_mesh",
     "preset",
     "result_image",
+    "size_scaled_style_weight",
     "style_loss",
     "stylize",
     "stylize_batch",

@@ -16,8 +16,8 @@ from pathlib import Path
 from jaxart import cache, cli, images, options
 from jaxart.errors import InputError
 from jaxart.files import check_distinct, check_output_path, check_writable
-from jaxart.style import batch, driver, folders
-from jaxart.style.config import DTYPES, LBFGS_STEPS, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
+from jaxart.style import batch, driver, folders, resume
+from jaxart.style.config import AUTO, DTYPES, LBFGS_STEPS, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
 
 
 def parser() -> cli.ArgumentParser:
@@ -28,12 +28,14 @@ def parser() -> cli.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=list(PRESETS),
-        default="seed",
-        help="defaults to start from: seed (the tutorial's), gatys (Gatys et al. 2016: content "
-        "relu4_2, style relu1_1..relu5_1, average pooling) or fast (L-BFGS with the zoom line search, "
-        "100 iterations); the weights' own loss weights win over it, and options given explicitly "
-        "over both",
+        choices=[AUTO, *PRESETS],
+        default=AUTO,
+        help="defaults to start from: auto (quick on a CPU, fast on a GPU or TPU), seed (the "
+        "tutorial's: 2,000 Adam steps at 400 px), gatys (Gatys et al. 2016: content relu4_2, style "
+        "relu1_1..relu5_1, average pooling), fast (L-BFGS with the zoom line search, 100 iterations "
+        "at 400 px) or quick (the same, 45 iterations at 256 px: about 2 minutes on a 2-core CPU); the "
+        "weights' own loss weights win over it, and options given explicitly over both. A style weight "
+        "not given is stated for 400 px and scaled by (400 / --max-size)^2, except with seed",
     )
     p.add_argument(
         "--content",
@@ -73,6 +75,21 @@ def parser() -> cli.ArgumentParser:
         metavar="FILE",
         help="write one JSON line per step: step, its losses before its update, seconds since "
         "the optimisation began; written at the end (default: none)",
+    )
+    p.add_argument(
+        "--autosave",
+        type=options.non_negative_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="every this many seconds, and when interrupted (Ctrl-C, SIGTERM), keep the picture so far "
+        "(NAME.partial.EXT) and the state to go on from (NAME.partial.npz), beside the output; both are "
+        "removed when the run ends (0: only when interrupted)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the state an interrupted run of the same command kept (NAME.partial.npz): "
+        "picture, optimiser state and step; the result is the one the run would have given",
     )
     p.add_argument(
         "--compile-cache",
@@ -142,8 +159,8 @@ def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path)
     frames = args.content_frames is not None
     if frames and args.content != [str(driver.EXAMPLE_CONTENT)]:
         raise InputError("give --content or --content-frames, not both")
-    if args.metrics or args.save_every:
-        raise InputError("--metrics and --save-every are for one transfer or one batch, not a folder")
+    if args.metrics or args.save_every or args.resume:
+        raise InputError("--metrics, --save-every and --resume are for one transfer or one batch, not a folder")
     if frames:
         files = folders.list_frames(args.content_frames)
         outputs = folders.frame_outputs(output, files)
@@ -179,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.compile_cache:
         os.environ[cache.COMPILE_CACHE_ENV] = "0"
     cli.prepare_backend()
+    # First: the default preset depends on the backend, and asking for it starts JAX, after
+    # which no process can join.
+    cli.join_processes(args)
     config, sweep = driver.config_from_args(args)
     if config.dtype == "float64":
         import jax
@@ -186,13 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     output = images.check_image_output(args.output)
     metrics_path = check_output_path(args.metrics, what="--metrics") if args.metrics else None
-    cli.join_processes(args)
     folder = args.content_frames is not None or _is_folder(args.content)
     if args.num_processes or args.distributed:
         import jax
 
-        if jax.process_count() > 1 and not folder:
-            raise InputError("several processes share out the pictures of a folder: give --content DIR")
+        if jax.process_count() > 1 and (args.content_frames is not None or not folder):
+            raise InputError(
+                "several processes share out the pictures of a folder (give --content DIR); a video's "
+                "frames run in order, in one process"
+            )
     is_batch = len(args.content) > 1 or (len(args.style) > 1 and not config.style_blend)
     if sweep and (folder or is_batch):
         raise InputError(f"a sweep ({', '.join(cli.flag(k) for k in sweep)}) runs one --content and one --style")
@@ -207,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         pictures = driver.sweep_paths(output, sweep) if sweep else None
     driver.check_outputs(output, metrics_path, args.content, args.style, config, args.save_every, pictures)
+    state_file = resume.state_path(output)
+    if state_file.exists() and not args.resume:
+        raise InputError(
+            f"{str(state_file)!r} holds an interrupted run of this output: --resume goes on with it; "
+            "delete it to start afresh"
+        )
     count = len(pictures) if pictures else 1
     mesh = driver.command_line_mesh(args.devices, args.shard_spatial, count)
     params, overrides = driver.load_weights(args.weights, config.seed)
@@ -223,7 +251,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = f"{Path(args.content[0]).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
         if sweep:
             title += f" ({len(todo.paths)} pairs, mean)"
-    line = driver.run_pairs(todo, params, config, output, mesh, metrics_path, args.save_every, title)
+    files = [*args.content, *args.style] + ([config.init] if config.init not in ("content", "noise") else [])
+    record = resume.describe(config, files, todo.per_pair)
+    resumed = resume.load(state_file, record, config.steps) if args.resume else None
+    line = driver.run_pairs(
+        todo,
+        params,
+        config,
+        output,
+        mesh,
+        metrics_path,
+        args.save_every,
+        title,
+        source=args.weights,
+        autosave=args.autosave,
+        record=record,
+        resumed=resumed,
+    )
     driver.warn_random(args.weights)
     print(line)
     return 0

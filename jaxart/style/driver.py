@@ -30,10 +30,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxart import cache, images, weights
-from jaxart.errors import InputError, RunError, reason
+from jaxart.errors import InputError, Interrupted, RunError, reason
 from jaxart.files import check_distinct, check_output_path, write_json_lines
-from jaxart.style import batch, loop, memory, pyramid, sharding
-from jaxart.style.config import PRESETS, StyleConfig
+from jaxart.style import batch, loop, memory, pyramid, resume, sharding
+from jaxart.style.config import PRESETS, StyleConfig, resolve_preset, size_scaled_style_weight
 from jaxart.style.transfer import METRICS, check_sizes, concat_history, initial_image
 
 EXAMPLE_CONTENT = cache.packaged("examples", "content.png")
@@ -66,13 +66,22 @@ def config_from_args(
 ) -> tuple[StyleConfig, dict[str, tuple[float, ...]]]:
     """The config the flags ask for, by one rule: the preset's values < the weights' own
     (`weights.style_defaults`) < the flags given explicitly; and the sweep, {field: values} for
-    each sweepable flag given several comma-separated values (the config holds the first)."""
+    each sweepable flag given several comma-separated values (the config holds the first).
+
+    A style weight not given is stated for 400 px and follows the picture's size
+    (`size_scaled_style_weight`), except in the seed's preset, which keeps it at every size."""
     fields = dataclasses.fields(StyleConfig)
     given = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name) is not UNSET}
     sweepable = [f.name for f in fields if f.metadata.get("sweep") and f.name in given]
     sweep = {name: tuple(given[name]) for name in sweepable if len(given[name]) > 1}
     given |= {name: given[name][0] for name in sweepable}
-    return StyleConfig(**{**PRESETS[args.preset], **(weights_defaults or {}), **given}), sweep
+    name = resolve_preset(args.preset, jax.default_backend())
+    config = StyleConfig(**{**PRESETS[name], **(weights_defaults or {}), **given})
+    if "style_weight" not in given and name != "seed":
+        config = dataclasses.replace(
+            config, style_weight=size_scaled_style_weight(config.style_weight, config.max_size)
+        )
+    return config, sweep
 
 
 def _snapshot_path(output: Path, step: int) -> Path:
@@ -106,7 +115,8 @@ def check_outputs(
     named.update({f"the output {str(p)!r}": p for p in pictures if p != output})
     if pairs is not None:
         named["the contact sheet"] = batch.contact_sheet_path(output)
-    named.update({"the loss plot": plot, "--metrics": metrics})
+    named.update({"the loss plot": plot, "--metrics": metrics, "the kept state": resume.state_path(output)})
+    named.update({f"the picture so far {str(resume.partial_path(p))!r}": resume.partial_path(p) for p in pictures})
     for path in pictures:
         for step in stops(config, save_every):
             named[f"the snapshot {str(_snapshot_path(path, step))!r}"] = _snapshot_path(path, step)
@@ -180,7 +190,8 @@ def load_inputs(content: str, styles: Sequence[str], config: StyleConfig) -> Inp
 
 class Run(NamedTuple):
     """What a finished optimisation left: its last state, each metric's history (steps,) or
-    (pairs, steps), the (steps done, seconds) at the end of each compiled call, and its seconds."""
+    (pairs, steps), the (steps done, seconds) at the end of each compiled call, and its seconds
+    (a resumed run's include those before the interruption)."""
 
     state: Any
     history: dict[str, np.ndarray]
@@ -207,6 +218,39 @@ def _check_finite(metrics: dict[str, np.ndarray], before: int, labels: Sequence[
     )
 
 
+def _percent(value: float, of: float) -> str:
+    return f"{100 * value / of:.3g}%" if of > 0 else "-"
+
+
+def relative_losses(history: Mapping[str, np.ndarray], content_weight: Any) -> dict[str, str]:
+    """The latest losses for a person: the total and the style loss as shares of their first
+    values, and the weighted content loss as a share of the total (it starts at 0 from the
+    content). Means over pairs; `content_weight` a float or one per pair."""
+    now = {k: np.asarray(v)[..., -1] for k, v in history.items()}
+    first = {k: np.asarray(v)[..., 0] for k, v in history.items()}
+    content_share = np.mean(np.asarray(content_weight) * now["content_loss"] / np.maximum(now["loss"], 1e-30))
+    return {
+        "loss": _percent(float(np.mean(now["loss"])), float(np.mean(first["loss"]))) + " of start",
+        "style": _percent(float(np.mean(now["style_loss"])), float(np.mean(first["style_loss"]))) + " of start",
+        "content": f"{100 * float(content_share):.3g}% of loss",
+    }
+
+
+# A run expected to take longer than this is told how to go faster.
+HINT_AFTER_SECONDS = 180.0
+
+
+class Keep(NamedTuple):
+    """How `optimise` keeps a run's work: `save(saved, states)` (the states read to the host)
+    every `every` seconds (0: only when interrupted) and on Ctrl-C or SIGTERM, where
+    `say(saved)` tells what was kept; `before`, the part of the run done before a --resume."""
+
+    save: Callable[[resume.Saved, Any], None]
+    every: float
+    say: Callable[[resume.Saved], str]
+    before: resume.Saved | None = None
+
+
 def optimise(
     calls: Iterator[tuple[int, Any, dict[str, Any]]],
     config: StyleConfig,
@@ -214,46 +258,106 @@ def optimise(
     labels: Sequence[Mapping[str, Any]] | None = None,
     stops: tuple[int, ...] = (),
     on_stop: Callable[[int, Any], None] | None = None,
+    *,
+    content_weight: Any = None,
+    announce: str = "",
+    hint: str = "",
+    keep: Keep | None = None,
 ) -> Run:
-    """Drives `loop.iterate` under a progress bar (`labels` naming each pair of a batch), calling
-    `on_stop(step, state)` at each of `stops`.
+    """Drives `loop.iterate` under a `Progress` (`labels` naming each pair of a batch), calling
+    `on_stop(step, state)` at each of `stops`. Says `announce` once the first step's loss is
+    known to be finite (so that a refusal of the inputs stays one line), then, once the first
+    calls have run, how long the rest will take, and `hint` if that is long; with `keep`, saves the run as it goes and when
+    interrupted (then raises `Interrupted`, saying where it is).
 
     A call's metrics are read only once the next call has been dispatched (the generator
-    dispatches it before yielding), so the device never waits for the host; at a stop the
-    state is read anyway, and its metrics with it.
+    dispatches it before yielding), so the device never waits for the host; at a stop, a save
+    or an interruption the state is read anyway, and its metrics with it.
     """
-    from tqdm import tqdm  # deferred: only the CLI draws progress bars
+    from jaxart.progress import Progress, duration
 
-    chunks: list[dict[str, np.ndarray]] = []
-    marks: list[tuple[int, float]] = []
-    with tqdm(total=config.steps, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
-        start = time.perf_counter()
+    earlier = keep.before if keep else None
+    start = earlier.step if earlier else 0
+    chunks: list[dict[str, np.ndarray]] = [earlier.history] if earlier else []
+    previous = earlier.marks[-1][1] if earlier else 0.0
+    marks: list[tuple[int, float]] = list(earlier.marks) if earlier else []
+    weight = config.content_weight if content_weight is None else content_weight
+    progress = Progress(config.steps, desc, initial=start)
+    clock = last_save = time.perf_counter()
+    told = False
 
-        def fetch(before: int, done: int, metrics: dict[str, Any]) -> None:
-            values = jax.device_get(metrics)
-            _check_finite(values, before, labels)
-            chunks.append(values)
-            marks.append((done, time.perf_counter() - start))
-            bar.set_postfix(
-                content=f"{float(np.mean(values['content_loss'][..., -1])):.4g}",
-                style=f"{float(np.mean(values['style_loss'][..., -1])):.4g}",
-            )
-            bar.update(done - before)
+    def fetch(before: int, done: int, metrics: dict[str, Any]) -> None:
+        nonlocal told
+        values = jax.device_get(metrics)
+        _check_finite(values, before, labels)
+        if announce and before == start:
+            progress.write(announce)
+        chunks.append(values)
+        marks.append((done, previous + time.perf_counter() - clock))
+        progress.update(done, relative_losses(concat_history([chunks[0], values]), weight))
+        left = progress.seconds_left()
+        if not told and left is not None and progress.warm is not None:
+            told = True
+            per_step = (time.perf_counter() - progress.warm[1]) / (done - progress.warm[0])
+            progress.write(f"about {duration(left)} to go ({per_step:.2g} s a step, compiled)")
+            if hint and left > HINT_AFTER_SECONDS:
+                progress.write(f"hint: {hint}")
 
-        pending, before, state = None, 0, None
-        for done, state, metrics in calls:
+    def saved(done: int, state: Any) -> resume.Saved:
+        host = jax.device_get(state)
+        kept = resume.Saved(done, jax.tree.leaves(host), concat_history(chunks), list(marks))
+        assert keep is not None
+        keep.save(kept, host)
+        return kept
+
+    pending: tuple[int, int, dict[str, Any]] | None = None
+    last, state, kept, latest = start, None, None, None
+    with progress:
+        try:
+            for done, state, metrics in calls:
+                latest = (done, state)  # valid until the next call is asked for (it takes the state)
+                if pending is not None:
+                    fetch(*pending)
+                pending = (last, done, metrics)
+                save_now = keep is not None and keep.every > 0 and time.perf_counter() - last_save >= keep.every
+                if done in stops or save_now:
+                    fetch(*pending)
+                    pending = None
+                    if on_stop is not None and done in stops:
+                        on_stop(done, state)
+                    if save_now:
+                        kept = saved(done, state)
+                        last_save = time.perf_counter()
+                last = done
             if pending is not None:
                 fetch(*pending)
-            pending = (before, done, metrics)
-            if on_stop is not None and done in stops:
-                fetch(*pending)
-                pending = None
-                on_stop(done, state)
-            before = done
+        except KeyboardInterrupt:
+            if keep is None:
+                raise
+            kept = _keep_latest(latest, pending, fetch, saved) or kept
+            if kept is None:
+                raise
+            raise Interrupted(keep.say(kept)) from None
+    return Run(state, concat_history(chunks), marks, previous + time.perf_counter() - clock)
+
+
+def _keep_latest(
+    latest: tuple[int, Any] | None,
+    pending: tuple[int, int, dict[str, Any]] | None,
+    fetch: Callable[[int, int, dict[str, Any]], None],
+    saved: Callable[[int, Any], resume.Saved],
+) -> resume.Saved | None:
+    """At an interruption: saves the latest state, once its call has finished (its metrics
+    `pending` fetched first); None if there is none or it is gone (the next call already took
+    it): then the last autosave stands."""
+    if latest is None:
+        return None
+    try:
         if pending is not None:
             fetch(*pending)
-    history = concat_history(chunks)
-    return Run(state, history, marks, time.perf_counter() - start)
+        return saved(*latest)
+    except RuntimeError:  # a donated, so deleted, buffer
+        return None
 
 
 def _metrics_rows(run: Run, labels: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -393,6 +497,30 @@ def sweep_pairs(inputs: Inputs, sweep: Mapping[str, Sequence[float]], output: Pa
     )
 
 
+def plan(pairs: Pairs, config: StyleConfig, params: Any, source: str | None, mesh: Mesh, start: int = 0) -> str:
+    """The line said before the first step: what will run, with what, where."""
+    count, (h, w) = len(pairs.paths), pairs.contents.shape[1:3]
+    what = f"stylising {w}x{h}" if count == 1 else f"stylising {count} pairs at {w}x{h}"
+    if config.optimizer == "lbfgs":
+        method = f"{config.steps} L-BFGS iterations ({config.lbfgs_step} line search)"
+    else:
+        method = f"{config.steps} Adam steps (lr {config.lr:g})"
+    kind = weights.preprocessing_of(params)
+    vgg19 = "random VGG19" if source == weights.RANDOM else {"caffe": "the original VGG19"}.get(kind, f"{kind} VGG19")
+    device = mesh.devices.flat[0]
+    where = f"{mesh.size} x {device.device_kind}" if mesh.size > 1 else device.device_kind
+    weights_line = f"content weight {config.content_weight:g}, style weight {config.style_weight:g}"
+    resumed = f", from step {start}" if start else ""
+    return f"{what}: {method}, {weights_line}, {vgg19}, on {where}{resumed}"
+
+
+def speed_hint(config: StyleConfig) -> str:
+    """What makes a long run shorter, for the line said when it will be long."""
+    if config.optimizer == "adam":
+        return "--preset fast (L-BFGS) reaches the loss of the seed's 2,000 Adam steps about 12x sooner"
+    return f"a smaller --max-size is faster (steps take time in proportion to the pixels; now {config.max_size})"
+
+
 def run_pairs(
     pairs: Pairs,
     params: Any,
@@ -402,28 +530,72 @@ def run_pairs(
     metrics_path: Path | None = None,
     save_every: int | None = None,
     title: str = "",
+    *,
+    source: str | None = None,
+    autosave: float = 0.0,
+    record: Mapping[str, Any] | None = None,
+    resumed: resume.Saved | None = None,
 ) -> str:
     """Runs the pairs in one compiled optimisation (split over `mesh`'s devices); writes each
     result, a batch's contact sheet, the loss plot (a batch's: the pairs' mean), the snapshots
     and the metrics log (one line per step and pair, naming a batch's pair). Returns the
-    summary line."""
+    summary line.
+
+    With `record` (`resume.describe` of this run) the work is kept as it goes: every `autosave`
+    seconds and on Ctrl-C or SIGTERM, each picture so far (NAME.partial.EXT) and the state
+    (`resume.state_path`), removed once the run ends; `resumed` continues a saved run.
+    """
     at = stops(config, save_every)
+    state_file = resume.state_path(output)
 
     def snapshot(step: int, states: Any) -> None:
         for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
             images.save_image(_snapshot_path(path, step), image)
 
+    def save(saved: resume.Saved, states: Any) -> None:
+        assert record is not None
+        for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
+            images.save_image(resume.partial_path(path), image)
+        resume.save(state_file, saved, record)
+
+    def say(saved: resume.Saved) -> str:
+        pictures = ", ".join(str(resume.partial_path(p)) for p in pairs.paths)
+        return f"kept step {saved.step} of {config.steps} in {pictures}; the same command with --resume goes on"
+
     count, (h, w) = len(pairs.paths), pairs.contents.shape[1:3]
     labels = pairs.labels or None
     calls = loop.iterate(
-        pairs.contents, pairs.styles, params, config, per_pair=pairs.per_pair, mesh=mesh, stops=at, init=pairs.init
+        pairs.contents,
+        pairs.styles,
+        params,
+        config,
+        per_pair=pairs.per_pair,
+        mesh=mesh,
+        stops=at,
+        init=pairs.init,
+        resume=None if resumed is None else (resumed.step, resumed.leaves),
     )
+    keep = None if record is None else Keep(save, autosave, say, resumed)
     desc = f"stylising {w}x{h}" if count == 1 else f"stylising {count} pairs at {w}x{h}"
-    run = optimise(calls, config, desc, labels, at, snapshot)
+    weight = np.asarray(pairs.per_pair.get("content_weight", config.content_weight))
+    run = optimise(
+        calls,
+        config,
+        desc,
+        labels,
+        at,
+        snapshot,
+        content_weight=weight,
+        announce=plan(pairs, config, params, source, mesh, resumed.step if resumed else 0),
+        hint=speed_hint(config),
+        keep=keep,
+    )
     results = loop.result_images(run.state, pairs.contents, config)
     pictures = list(zip(pairs.paths, results))
     if pairs.sheet is not None:
         pictures.append((batch.contact_sheet_path(output), pairs.sheet(results)))
     rows, writes = _metrics_writes(run, metrics_path, labels)
     written = _write_results(pictures, [lambda: _save_plot(output, run.history, title), *writes], rows)
+    for path in [state_file, *(resume.partial_path(p) for p in pairs.paths)]:
+        path.unlink(missing_ok=True)
     return summary(pairs.contents.shape[1:], run, config, written, count)

@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxart import errors, schedule, vgg
 from jaxart.errors import ConfigError
-from jaxart.style import pyramid, sharding
+from jaxart.style import pyramid, resume, sharding
 from jaxart.style.config import Program, StyleConfig
 from jaxart.style.transfer import (
     State,
@@ -175,6 +175,7 @@ def iterate(
     mesh: Mesh | None = None,
     stops: Sequence[int] = (),
     init: np.ndarray | None = None,
+    resume: tuple[int, Sequence[np.ndarray]] | None = None,
 ) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
     """Optimises P pairs at once, level by level of the pyramid, yielding after each compiled call.
 
@@ -189,6 +190,8 @@ def iterate(
       mesh: where the pairs and rows go (see `sharding`); default: one device.
       stops: step counts at which a call must end (e.g. to save an image there).
       init: (P, H, W, 3) RGB starting images in [0, 1]; default: `initial_image` of each content.
+      resume: (step, the states' leaves) saved by an interrupted run of these arguments (see
+        `jaxart.style.resume`): go on from there, to the bits the run would have given.
     Yields:
       (steps done so far, states, {metric: (P, steps in this call) float32}); the states have a
       leading pairs axis and the current level's shape. The metrics stay on the device: a caller
@@ -223,20 +226,30 @@ def iterate(
     shapes = pyramid.level_shapes(contents.shape[1:3], config)
     ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
     per_call, done = steps_per_call(config), 0
+    saved: Sequence[np.ndarray] | None = None
+    if resume is not None:
+        done, saved = resume
     for level, (shape, end) in enumerate(zip(shapes, ends)):
+        if end <= done:  # a level an interrupted run finished
+            continue
         style_shapes = tuple(
             tuple(pyramid.style_shape(s.shape[:2], shape, config) for s in pair) for pair in pair_styles
         )
-        level_contents, level_styles, states = _start_level(
+        start = functools.partial(
+            _start_level,
             contents,
             pair_styles,
-            starts,
-            tuple(values[k] for k in _OPTIMISER),
+            values=tuple(values[k] for k in _OPTIMISER),
             shape=tuple(shape),
             style_shapes=style_shapes,
             program=program,
-            fresh=level == 0,
         )
+        level_contents, level_styles, states = start(starts, fresh=level == 0)
+        if saved is not None:
+            states = _resumed(states, saved, at_level_end=level > 0 and done == ends[level - 1])
+            saved = None
+            if isinstance(states, jax.Array):  # the previous level's result: this level starts from it
+                level_contents, level_styles, states = start(states, fresh=False)
         targets = _targets(params, level_contents, level_styles, values, config)
         states, targets = sharding.place(states, mesh), sharding.place(targets, mesh)
         for before, n in schedule.calls(done, end, per_call, stops):
@@ -249,6 +262,15 @@ def iterate(
             )
         done = end
         starts = sharding.crop(states.result, shape[0], len(contents))
+
+
+def _resumed(template: State, saved: Sequence[np.ndarray], at_level_end: bool) -> State | jax.Array:
+    """A saved state in a level's place: the state itself (`template` gives its structure), or,
+    saved at the end of the level before (a smaller shape), that level's (P, h, w, 3) result for
+    this level to start from."""
+    if not at_level_end:
+        return resume.restore(template, saved)
+    return resume.restore(template, saved, same_shapes=False).result
 
 
 def compile_step(

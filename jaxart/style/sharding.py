@@ -110,6 +110,9 @@ def crop_features(content: dict[str, jax.Array], rows: int) -> dict[str, jax.Arr
 
 def place(tree: Any, mesh: Mesh) -> Any:
     """`tree` padded (see `pad`) and put on `mesh` with its `shardings`."""
+    # Every array reaches the sharded step as a jax.Array placed here: once several processes
+    # have joined (jax.distributed), jit refuses host (numpy) arguments with a non-trivial
+    # sharding. The mesh is this process's own devices, so its device_put is the whole array.
     tree = pad(jax.tree.map(jnp.asarray, tree), mesh)
     return jax.device_put(tree, shardings(tree, mesh))
 

