@@ -5,6 +5,7 @@ replace what jaxart did not make, and JSON-lines logs."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from jaxart.errors import InputError, reason
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:

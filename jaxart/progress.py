@@ -66,12 +66,16 @@ class Progress:
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=self.stream, dynamic_ncols=True)
 
-    def seconds_left(self) -> float | None:
-        """The time left at the rate since the first update; None until there is one."""
+    def seconds_per_step(self) -> float | None:
+        """The time a step has taken since the first update; None until a step has."""
         if self.warm is None or self.done <= self.warm[0]:
             return None
-        rate = (time.perf_counter() - self.warm[1]) / (self.done - self.warm[0])
-        return rate * (self.total - self.done)
+        return (time.perf_counter() - self.warm[1]) / (self.done - self.warm[0])
+
+    def seconds_left(self) -> float | None:
+        """The time left at `seconds_per_step`; None until it is known."""
+        rate = self.seconds_per_step()
+        return None if rate is None else rate * (self.total - self.done)
 
     def update(self, done: int, parts: Mapping[str, str] | None = None, desc: str | None = None) -> None:
         """Steps done so far (not an increment), and the values to show."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Set at import, before any test or subprocess starts (and before JAX starts a backend), so both
@@ -96,6 +97,17 @@ def vgg_params(torch_vgg19):
     from jaxart import weights
 
     return weights.convert_state_dict(torch_vgg19.state_dict())
+
+
+@pytest.fixture
+def pair_files(tmp_path) -> list[str]:
+    """A content and a style file of random 40x30 pixels (PNG and JPEG), for the commands."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("content.png", "style.jpg"):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    return paths
 
 
 @pytest.fixture

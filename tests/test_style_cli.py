@@ -27,16 +27,6 @@ def run_in_process(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture
-def pair(tmp_path):
-    rng = np.random.default_rng(0)
-    paths = []
-    for name in ("content.png", "style.jpg"):
-        Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(tmp_path / name)
-        paths.append(str(tmp_path / name))
-    return paths
-
-
 def style_command(argv, cache, *flags) -> subprocess.CompletedProcess:
     """`python -m jaxart.style` in a fresh process with its own cache folder."""
     return subprocess.run(
@@ -48,8 +38,8 @@ def style_command(argv, cache, *flags) -> subprocess.CompletedProcess:
     )
 
 
-def test_end_to_end_with_random_weights(tmp_path, pair):
-    content, style = pair
+def test_end_to_end_with_random_weights(tmp_path, pair_files):
+    content, style = pair_files
     out = tmp_path / "result.webp"
     metrics = tmp_path / "metrics.jsonl"
     proc = subprocess.run(
@@ -96,8 +86,8 @@ def test_end_to_end_with_random_weights(tmp_path, pair):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
-def test_no_compile_cache_keeps_nothing(tmp_path, pair):
-    content, style = pair
+def test_no_compile_cache_keeps_nothing(tmp_path, pair_files):
+    content, style = pair_files
     argv = ["--content", content, "--style", style, "--output", tmp_path / "o.png", "--weights", "random"]
     argv += ["--max-size", "16", "--steps", "1", "--content-layers", "relu1_1", "--style-layers", "relu1_1"]
     proc = style_command(argv, tmp_path / "cache", "--no-compile-cache")
@@ -105,8 +95,8 @@ def test_no_compile_cache_keeps_nothing(tmp_path, pair):
     assert not (tmp_path / "cache" / "xla").exists() or not list((tmp_path / "cache" / "xla").iterdir())
 
 
-def test_weights_bring_their_loss_weights_unless_given(capsys, tmp_path, pair):
-    content, style = pair
+def test_weights_bring_their_loss_weights_unless_given(capsys, tmp_path, pair_files):
+    content, style = pair_files
     own = weights.STYLE_DEFAULTS[weights.CAFFE]["style_weight"]
     assert own != 100.0
     # Stated for 400 px, the weights' own style weight follows the size (32 px here); a flag given does not.
@@ -243,8 +233,8 @@ def test_metrics_are_read_after_the_next_call_is_dispatched(monkeypatch):
     assert [step for step, _ in run.marks] == [1, 2, 3, 4, 5]
 
 
-def test_a_weight_sweep_writes_one_picture_per_value_and_a_sheet(capsys, tmp_path, pair):
-    content, style = pair
+def test_a_weight_sweep_writes_one_picture_per_value_and_a_sheet(capsys, tmp_path, pair_files):
+    content, style = pair_files
     out, metrics = tmp_path / "stylized.png", tmp_path / "m.jsonl"
     code, stdout, err = run_in_process(
         capsys,

@@ -22,16 +22,6 @@ def params():
     return weights.random_params(seed=0)
 
 
-@pytest.fixture
-def pair(tmp_path):
-    rng = np.random.default_rng(1)
-    paths = []
-    for name in ("content.png", "style.png"):
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(tmp_path / name)
-        paths.append(str(tmp_path / name))
-    return paths
-
-
 def run(capsys, *argv) -> tuple[int, str, str]:
     try:
         code = cli.run(main, list(argv))
@@ -97,12 +87,13 @@ def test_relative_losses_are_shares_not_raw_numbers():
         "content_loss": np.array([[0.0, 1.0]]),
         "style_loss": np.array([[100.0, 3.0]]),
     }
-    parts = driver.relative_losses(history, np.array([2.0]))
+    first = {k: v[..., 0] for k, v in history.items()}
+    parts = driver.relative_losses(first, history, np.array([2.0]))
     assert parts == {"loss": "40% of start", "style": "3% of start", "content": "50% of loss"}
 
 
-def test_a_run_says_what_it_will_do_and_how_long_it_will_take(capsys, tmp_path, pair):
-    content, style = pair
+def test_a_run_says_what_it_will_do_and_how_long_it_will_take(capsys, tmp_path, pair_files):
+    content, style = pair_files
     out = tmp_path / "out.png"
     code, _, err = run(
         capsys,
@@ -162,8 +153,8 @@ def _interrupt_after(monkeypatch, calls: int):
     monkeypatch.setattr(driver.loop, "iterate", interrupted)
 
 
-def test_ctrl_c_keeps_the_picture_and_resume_finishes_it_as_if_never_stopped(capsys, tmp_path, pair, monkeypatch):
-    content, style = pair
+def test_ctrl_c_keeps_the_picture_and_resume_finishes_it_as_if_never_stopped(capsys, tmp_path, pair_files, monkeypatch):
+    content, style = pair_files
     common = ["--content", content, "--style", style, "--weights", "random", "--max-size", "32", "--steps", "6"]
     code, _, err = run(capsys, *common, "--output", str(tmp_path / "whole.png"), "--metrics", str(tmp_path / "w.jsonl"))
     assert code == 0, err
@@ -194,8 +185,8 @@ def test_ctrl_c_keeps_the_picture_and_resume_finishes_it_as_if_never_stopped(cap
     assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
 
 
-def test_autosave_keeps_the_work_while_the_run_goes_on(capsys, tmp_path, pair, monkeypatch):
-    content, style = pair
+def test_autosave_keeps_the_work_while_the_run_goes_on(capsys, tmp_path, pair_files, monkeypatch):
+    content, style = pair_files
     out = tmp_path / "out.png"
     seen = []
     real = loop.iterate
@@ -216,8 +207,8 @@ def test_autosave_keeps_the_work_while_the_run_goes_on(capsys, tmp_path, pair, m
     assert out.is_file() and not resume.state_path(out).exists() and not resume.partial_path(out).exists()
 
 
-def test_resume_refuses_what_it_cannot_go_on_with(capsys, tmp_path, pair):
-    content, style = pair
+def test_resume_refuses_what_it_cannot_go_on_with(capsys, tmp_path, pair_files):
+    content, style = pair_files
     out = tmp_path / "out.png"
     common = ["--content", content, "--style", style, "--weights", "random", "--max-size", "32", "--output", str(out)]
     code, _, err = run(capsys, *common, "--resume")
@@ -228,8 +219,8 @@ def test_resume_refuses_what_it_cannot_go_on_with(capsys, tmp_path, pair):
     assert resume.state_path(out).read_bytes() == b"not a state"  # nothing the user had is lost
 
 
-def test_describe_tells_runs_apart(tmp_path, pair):
-    record = resume.describe(StyleConfig(), pair, {})
-    assert resume.describe(StyleConfig(steps=5), pair, {}) == record  # more steps: the same run
-    assert resume.describe(StyleConfig(lr=0.1), pair, {}) != record
-    assert resume.describe(StyleConfig(), pair[::-1], {}) != record
+def test_describe_tells_runs_apart(tmp_path, pair_files):
+    record = resume.describe(StyleConfig(), pair_files, {})
+    assert resume.describe(StyleConfig(steps=5), pair_files, {}) == record  # more steps: the same run
+    assert resume.describe(StyleConfig(lr=0.1), pair_files, {}) != record
+    assert resume.describe(StyleConfig(), pair_files[::-1], {}) != record

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxart import weights
+from jaxart import files, weights
 
 
 def assert_same_params(a, b):
@@ -115,7 +115,7 @@ def test_hash_in_name_is_checked(torch_vgg19_file, tmp_path):
     named.write_bytes(torch_vgg19_file.read_bytes())
     with pytest.raises(weights.WeightsError, match="its name says dcbb9e9d"):
         weights.load(str(named))
-    good = tmp_path / f"vgg19-{weights.sha256_file(named)[:8]}.pth"
+    good = tmp_path / f"vgg19-{files.sha256_file(named)[:8]}.pth"
     named.rename(good)
     assert weights.load(str(good))["conv1_1"]["kernel"].shape == (3, 3, 3, 64)
 

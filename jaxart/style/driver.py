@@ -222,12 +222,13 @@ def _percent(value: float, of: float) -> str:
     return f"{100 * value / of:.3g}%" if of > 0 else "-"
 
 
-def relative_losses(history: Mapping[str, np.ndarray], content_weight: Any) -> dict[str, str]:
+def relative_losses(first: Mapping[str, Any], latest: Mapping[str, Any], content_weight: Any) -> dict[str, str]:
     """The latest losses for a person: the total and the style loss as shares of their first
     values, and the weighted content loss as a share of the total (it starts at 0 from the
-    content). Means over pairs; `content_weight` a float or one per pair."""
-    now = {k: np.asarray(v)[..., -1] for k, v in history.items()}
-    first = {k: np.asarray(v)[..., 0] for k, v in history.items()}
+    content). `first`: each metric's first value, (P,) or scalar; `latest`: each metric's values
+    of a call, (..., steps), the last one shown. Means over pairs; `content_weight` a float or
+    one per pair."""
+    now = {k: np.asarray(v)[..., -1] for k, v in latest.items()}
     content_share = np.mean(np.asarray(content_weight) * now["content_loss"] / np.maximum(now["loss"], 1e-30))
     return {
         "loss": _percent(float(np.mean(now["loss"])), float(np.mean(first["loss"]))) + " of start",
@@ -294,11 +295,10 @@ def optimise(
             progress.write(announce)
         chunks.append(values)
         marks.append((done, previous + time.perf_counter() - clock))
-        progress.update(done, relative_losses(concat_history([chunks[0], values]), weight))
-        left = progress.seconds_left()
-        if not told and left is not None and progress.warm is not None:
+        progress.update(done, relative_losses({k: v[..., 0] for k, v in chunks[0].items()}, values, weight))
+        left, per_step = progress.seconds_left(), progress.seconds_per_step()
+        if not told and left is not None and per_step is not None:
             told = True
-            per_step = (time.perf_counter() - progress.warm[1]) / (done - progress.warm[0])
             progress.write(f"about {duration(left)} to go ({per_step:.2g} s a step, compiled)")
             if hint and left > HINT_AFTER_SECONDS:
                 progress.write(f"hint: {hint}")

@@ -9,7 +9,6 @@ at step k gives the bits an uninterrupted run gives (tests/test_style_resume.py)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxart.errors import InputError
-from jaxart.files import atomic_write
+from jaxart.files import atomic_write, sha256_file
 from jaxart.style.config import StyleConfig
 
 FORMAT = 1
@@ -38,22 +37,13 @@ def partial_path(picture: Path) -> Path:
     return picture.with_name(f"{picture.stem}.partial{picture.suffix}")
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe(config: StyleConfig, inputs: Sequence[str | os.PathLike], per_pair: Mapping[str, Any]) -> dict[str, Any]:
     """What a run is, for telling a saved state of this run from one of another: its options
     (JSON-ready), each input file's digest, and the values that differ per pair."""
     options = json.loads(json.dumps(dataclasses.asdict(config)))
     return {
         "config": {k: v for k, v in options.items() if k not in FREE},
-        "inputs": [file_digest(path) for path in inputs],
+        "inputs": [sha256_file(path) for path in inputs],
         "per_pair": {k: [float(v) for v in values] for k, values in per_pair.items()},
     }
 

