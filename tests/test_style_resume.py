@@ -224,3 +224,13 @@ def test_describe_tells_runs_apart(tmp_path, pair_files):
     assert resume.describe(StyleConfig(steps=5), pair_files, {}) == record  # more steps: the same run
     assert resume.describe(StyleConfig(lr=0.1), pair_files, {}) != record
     assert resume.describe(StyleConfig(), pair_files[::-1], {}) != record
+
+
+def test_an_unreadable_input_is_refused_in_one_line_before_the_weights_load(capsys, tmp_path, pair_files):
+    content, style = pair_files
+    (tmp_path / "notes.png").write_text("not a picture")
+    for argv in (["--content", str(tmp_path / "missing.png")], ["--style", str(tmp_path / "notes.png")]):
+        # No --weights: loading the default ones would say a line of its own first.
+        code, _, err = run(capsys, "--content", content, "--style", style, *argv, "--output", str(tmp_path / "o.png"))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+        assert not (tmp_path / "o.png").exists()

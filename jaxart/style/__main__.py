@@ -235,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{str(state_file)!r} holds an interrupted run of this output: --resume goes on with it; "
             "delete it to start afresh"
         )
+    files = [*args.content, *args.style] + ([config.init] if config.init not in ("content", "noise") else [])
+    for path in files:  # each input readable, before the weights take their seconds (and say a line)
+        images.image_size(path)
     count = len(pictures) if pictures else 1
     mesh = driver.command_line_mesh(args.devices, args.shard_spatial, count)
     params, overrides = driver.load_weights(args.weights, config.seed)
@@ -251,7 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = f"{Path(args.content[0]).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
         if sweep:
             title += f" ({len(todo.paths)} pairs, mean)"
-    files = [*args.content, *args.style] + ([config.init] if config.init not in ("content", "noise") else [])
     record = resume.describe(config, files, todo.per_pair)
     resumed = resume.load(state_file, record, config.steps) if args.resume else None
     line = driver.run_pairs(
