@@ -234,3 +234,11 @@ def test_an_unreadable_input_is_refused_in_one_line_before_the_weights_load(caps
         code, _, err = run(capsys, "--content", content, "--style", style, *argv, "--output", str(tmp_path / "o.png"))
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
         assert not (tmp_path / "o.png").exists()
+
+
+def test_a_folders_unreadable_style_is_refused_in_one_line_before_the_weights_load(capsys, tmp_path, pair_files):
+    content, _ = pair_files
+    (tmp_path / "photos").mkdir()
+    Image.open(content).save(tmp_path / "photos" / "a.png")
+    code, _, err = run(capsys, "--content", str(tmp_path / "photos"), "--style", str(tmp_path / "missing.png"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "missing.png" in err, err

@@ -154,6 +154,18 @@ def _is_folder(content: Sequence[str]) -> bool:
     return len(content) == 1 and Path(content[0]).is_dir()
 
 
+def _other_inputs(args: argparse.Namespace, config: StyleConfig) -> list[str]:
+    """The input files besides the contents: the styles and an --init image."""
+    return [*args.style, *([config.init] if config.init not in ("content", "noise") else [])]
+
+
+def _check_readable(files: Sequence[str]) -> None:
+    """Refuses a missing or unreadable input from its header, before the weights take their
+    seconds (and say a line of their own)."""
+    for path in files:
+        images.image_size(path)
+
+
 def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path) -> str:
     """The command line's `--content DIR` and `--content-frames DIR`: checks everything, then runs."""
     frames = args.content_frames is not None
@@ -174,6 +186,7 @@ def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path)
     inputs = {**{f"the content {str(f)!r}": f for f in files}, **{f"--style {s!r}": s for s in args.style}}
     check_distinct({f"the output {str(p)!r}": p for p in outputs}, inputs)
     check_writable(output.parent)
+    _check_readable(_other_inputs(args, config))
     pairs = 1 if frames else len(args.style) * len(files)
     # A folder runs as batches of pairs, even when it holds one picture.
     mesh = driver.command_line_mesh(args.devices, frames and args.shard_spatial, 1 if frames else max(pairs, 2))
@@ -235,9 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{str(state_file)!r} holds an interrupted run of this output: --resume goes on with it; "
             "delete it to start afresh"
         )
-    files = [*args.content, *args.style] + ([config.init] if config.init not in ("content", "noise") else [])
-    for path in files:  # each input readable, before the weights take their seconds (and say a line)
-        images.image_size(path)
+    files = [*args.content, *_other_inputs(args, config)]
+    _check_readable(files)
     count = len(pictures) if pictures else 1
     mesh = driver.command_line_mesh(args.devices, args.shard_spatial, count)
     params, overrides = driver.load_weights(args.weights, config.seed)
