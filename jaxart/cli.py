@@ -4,17 +4,16 @@ and 1 for a run that could not finish; flags declared once on the config datacla
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import errno
 import os
 import re
-import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
+from jaxart import interrupts, options
 from jaxart.errors import InputError, RunError, reason
 from jaxart.options import non_negative_int, positive_int
 
@@ -39,6 +38,14 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        # What a flag without a type parses with (argparse's own: the string as given).
+        self.register("type", None, options.text)
+
+    def _get_value(self, action, arg_string):
+        # A subcommand's arguments are passed on as they are, to be parsed by its own parser.
+        if isinstance(action, argparse._SubParsersAction):
+            return arg_string
+        return super()._get_value(action, arg_string)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -119,25 +126,6 @@ def debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt while inside, so `kill` cleans up as Ctrl-C does
-    (temporary files removed, pending checkpoints finished)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 _FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
@@ -157,28 +145,54 @@ def in_flags(message: str) -> str:
 def _report(e: BaseException, line: str, status: int) -> int:
     if debug():
         traceback.print_exception(e)
-    print(in_flags(line), file=sys.stderr)
+    # One line, whatever a library's message held.
+    print(" ".join(in_flags(line).split("\n")), file=sys.stderr)
     return status
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Runs `main(argv)` as a command: `InputError` becomes one stderr line and exit status 2;
-    `RunError`, and a file system that refuses a write (full, read-only), one line and status 1;
-    Ctrl-C or SIGTERM status 130. `JAXART_DEBUG=1` prints the chained traceback first."""
+def run(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, command: bool = False
+) -> int:
+    """Runs `main(argv)` as a command, and always ends in one stderr line when it fails:
+    `InputError` exits with status 2; `RunError`, a file system that refuses a write (full,
+    read-only) or memory that runs out, status 1; Ctrl-C or SIGTERM status 130 (see
+    `jaxart.interrupts`; `command`: this process is the command's own). Anything else is a
+    bug of jaxart's, reported in one line as well, status 1. `JAXART_DEBUG=1` prints the
+    chained traceback first."""
     try:
-        with sigterm_as_interrupt():
-            return main(argv) or 0
+        with interrupts.handling(command):
+            try:
+                return main(argv) or 0
+            finally:
+                interrupts.close()
     except InputError as e:
         return _report(e, f"error: {e}", 2)
     except RunError as e:
         return _report(e, f"error: {e}", 1)
     except KeyboardInterrupt as e:
-        return _report(e, f"interrupted: {e}" if str(e) else "interrupted", 130)
+        return _report(e, f"interrupted: {e}" if str(e) else "interrupted", interrupts.INTERRUPTED)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
         where = f" {e.filename!r}" if e.filename else ""
-        return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
+        return _report(e, f"error:{where} {e.strerror or reason(e)}", 2)
+    except MemoryError as e:
+        return _report(e, _OUT_OF_MEMORY, 1)
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" in str(e):  # XLA's allocator, through jaxlib's own error type
+            return _report(e, _OUT_OF_MEMORY, 1)
+        return _report(
+            e, f"error: jaxart failed ({type(e).__name__}: {reason(e)}); {DEBUG_ENV}=1 shows where; please report it", 1
+        )
+
+
+_OUT_OF_MEMORY = "error: out of memory; try a smaller --max-size, batch or --num"
+
+
+def main(command: Callable[[Sequence[str] | None], int | None]) -> NoReturn:
+    """A module's `__main__`: runs `command` on sys.argv (see `run`) and ends the process with its
+    status, within `jaxart.interrupts.DEADLINE` even if a library's thread would hold the exit."""
+    interrupts.exit(run(command, command=True))
 
 
 def flag(name: str) -> str:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -24,6 +25,60 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# What a path is, when it is not a regular file: named in refusals.
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _stat(path: Path, what: str) -> os.stat_result | None:
+    """`path`'s stat through its links; None if nothing is there (or a file stands where a
+    folder of its path belongs). InputError for a path the system cannot look up (a NUL byte,
+    no permission, a loop of links)."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError as e:  # an embedded NUL byte
+        raise InputError(f"{what} {str(path)!r} is not a valid path ({reason(e)})") from e
+    except OSError as e:
+        raise InputError(f"{what} {str(path)!r} cannot be looked up ({e.strerror or reason(e)})") from e
+
+
+def regular_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path if it names a regular file (through any links); else InputError saying
+    what is there. Every reader checks this before it opens a file: a FIFO would block it
+    forever, a device would feed it endless bytes."""
+    path = Path(path)
+    found = _stat(path, what)
+    if found is None:
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    if not stat.S_ISREG(found.st_mode):
+        raise InputError(f"{what} {str(path)!r} is {_kind(found.st_mode)}, expected a file")
+    return path
+
+
+def output_target(path: str | os.PathLike, what: str = "output") -> Path:
+    """Where a write to `path` lands: the file a symlink points to (the link stays a link),
+    else `path` itself. InputError if something other than a regular file is there: a
+    folder, device, FIFO or socket is never replaced by a file."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    found = _stat(target, what)
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        shown = str(path) if target == path else f"{path}' -> '{target}"
+        raise InputError(f"{what} {shown!r} is {_kind(found.st_mode)}; outputs are written only as regular files")
+    return target
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:
@@ -64,13 +119,14 @@ def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] | None 
     path is a folder, or the extension is not one of `suffixes` (lower-case, with the dot).
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{what} path {str(path)!r} is a directory, expected a file name")
+    if not str(path).strip():
+        raise InputError(f"{what} is empty, expected a file name")
+    target = output_target(path, what)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(
             f"{what} {str(path)!r} has unknown extension {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
         )
-    check_writable(path.parent, f"{what} folder")
+    check_writable(target.parent, f"{what} folder")
     return path
 
 
@@ -94,6 +150,15 @@ def check_distinct(
         seen[resolved] = name
 
 
+# In every temporary file name jaxart makes (`.<name>.jaxart-<random><suffix>.tmp`).
+TMP_TAG = "jaxart-"
+
+
+def is_own_temporary(path: Path) -> bool:
+    """Whether `path` is named as `atomic_path` or `replace_folder` names its temporaries."""
+    return path.name.startswith(".") and f".{TMP_TAG}" in path.name and path.name.endswith((".tmp", ".old"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -107,10 +172,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The file gets the permissions a plain `open` would give it (0666 less the umask),
     not mkstemp's private 0600. Missing folders above `path` are made first (the checks
     before a run accept an output whose folder does not exist yet; see `check_writable`).
+    A symlink's target is replaced, not the link; anything but a regular file there is
+    refused (`output_target`). The temporary name carries TMP_TAG, so that clean-up in a
+    folder jaxart owns removes its own leftovers and nothing else.
     """
-    path = Path(path)
+    path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TMP_TAG}", suffix=path.suffix + ".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -137,14 +205,14 @@ def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None], our
     right sidecar file); anything else that exists, other than an empty folder, is refused
     with InputError before anything is written: a folder of the user's is never replaced.
     """
-    folder = Path(folder).expanduser().absolute()
+    folder = Path(os.path.realpath(Path(folder).expanduser()))
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{str(folder)!r} is a file, not a folder; refusing to replace it")
+        raise InputError(f"{str(folder)!r} is not a folder; refusing to replace it")
     if folder.is_dir() and any(folder.iterdir()) and not ours(folder):
         raise InputError(f"{str(folder)!r} exists and was not written by jaxart; refusing to replace it")
     check_writable(folder.parent, "folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.{TMP_TAG}", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     old = tmp.with_suffix(".old")
     try:
@@ -163,17 +231,39 @@ def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None], our
 
 def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, in order; a missing file has none, and a line
-    that is not a whole JSON object (one cut short by a kill) is skipped."""
+    that is not a whole JSON object (one cut short by a kill, or damaged bytes) is skipped.
+    InputError if something other than a file is there."""
     path = Path(path)
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in _lines(path):
         with contextlib.suppress(json.JSONDecodeError):
             row = json.loads(line)
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def _lines(path: Path) -> list[str]:
+    """The lines of a JSON-lines file, bytes that are not UTF-8 replaced (so that line fails
+    to parse, and only it)."""
+    data = regular_file(path, "JSON-lines file").read_bytes()
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def read_marker(path: str | os.PathLike, kind: str) -> dict[str, Any] | None:
+    """The JSON object in the regular file `path` if its "format" is `kind`; None when it is
+    missing, damaged, not a regular file or of another kind (a marker or a sidecar that says
+    what jaxart wrote beside it)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return None
+        found = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and found.get("format") == kind else None
 
 
 def json_line(record: Mapping[str, Any]) -> str:
@@ -193,9 +283,9 @@ def keep_json_lines(path: str | os.PathLike, keep: Callable[[dict[str, Any]], bo
     (and any line cut short by a kill), so each step appears once.
     """
     path = Path(path)
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in _lines(path) if line.strip()]
     rows = [row for row in read_json_lines(path) if keep(row)]
     if len(rows) != len(lines):
         write_json_lines(path, rows)
@@ -208,8 +298,9 @@ class JsonLinesWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("a")
+        target = output_target(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.file = target.open("a")
 
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
         self.file.write("".join(json_line(row) for row in rows))

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jaxart.errors import InputError
-from jaxart.files import atomic_path, check_output_path
+from jaxart.files import atomic_path, check_output_path, regular_file
 
 __all__ = ["image_size", "load_image", "make_grid", "save_image"]
 
@@ -33,13 +33,6 @@ def _bomb(path: Path) -> InputError:
     return InputError(
         f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS} pixels (refused as a possible decompression bomb)"
     )
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"image {str(path)!r} does not exist")
-    if path.is_dir():
-        raise InputError(f"image {str(path)!r} is a directory, expected an image file")
 
 
 @contextlib.contextmanager
@@ -66,7 +59,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     the pixels, and sizes' products, e.g. memory, do not depend on it.) Raises InputError as
     `open_rgb` does."""
     path = Path(path)
-    _check_file(path)
+    regular_file(path, "image")
     with _reading(path), Image.open(path) as image:
         width, height = image.size
     return height, width
@@ -79,7 +72,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     image or a decompression bomb (over Pillow's MAX_IMAGE_PIXELS).
     """
     path = Path(path)
-    _check_file(path)
+    regular_file(path, "image")
     with _reading(path), Image.open(path) as opened:
         opened.load()
         image = ImageOps.exif_transpose(opened)

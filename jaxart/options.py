@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 FLOAT32_MAX = 3.4028234663852886e38
+# Every count, size and seed lands in an int32 somewhere (JAX's default integer type).
+INT32_MAX = 2**31 - 1
 
 
 def option(
@@ -32,6 +34,8 @@ def _integer(text: str, least: int, expected: str) -> int:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     if value < least:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    if value > INT32_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is too large (the most an int32 holds is {INT32_MAX})")
     return value
 
 
@@ -43,6 +47,17 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return _integer(text, 0, "an integer >= 0")
+
+
+def text(text: str) -> str:
+    """Any string value (a file or folder name, a source's name, an address): not empty (as a
+    path, which would mean the current folder), and without the NUL byte no system allows in a
+    name. `jaxart.cli.ArgumentParser` parses every flag that declares no type with it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file or folder name, got an empty one")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a NUL byte, which no file name can")
+    return text
 
 
 def non_negative_float(text: str) -> float:

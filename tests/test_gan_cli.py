@@ -346,13 +346,20 @@ def test_named_data_is_found_where_debian_installs_it(tmp_path, monkeypatch):
 
 def test_half_written_files_of_a_killed_run_are_removed_on_restart(straight, tmp_path, capsys):
     """A run killed while writing a preview or the plot leaves atomic_path's hidden temporary
-    file; the next `train` (holding the lock) removes it, and finishes what was missing."""
+    file; the next `train` (holding the lock) removes it, and finishes what was missing. A
+    hidden .tmp file jaxart did not name stays."""
     workdir = tmp_path / "copy"
     shutil.copytree(straight[0], workdir)
-    leftovers = [workdir / "samples" / ".step_0000300.png.k1ll3d.png.tmp", workdir / ".loss_curves.png.x.png.tmp"]
+    leftovers = [
+        workdir / "samples" / ".step_0000300.png.jaxart-k1ll3d.png.tmp",
+        workdir / ".loss_curves.png.jaxart-x.png.tmp",
+    ]
     for path in leftovers:
         path.write_bytes(b"half a png")
+    theirs = workdir / "samples" / ".notes.x.tmp"
+    theirs.write_text("the user's")
     (workdir / "samples" / "step_0000300.png").unlink()
     train(workdir, capsys=capsys)
     assert not any(path.exists() for path in leftovers)
+    assert theirs.read_text() == "the user's"
     assert (workdir / "samples" / "step_0000300.png").stat().st_size > 0

@@ -134,3 +134,54 @@ def test_full_disk_while_checkpointing_is_one_line_naming_the_last_good_step(ref
         subprocess.run(["umount", disk], check=True)
     assert cli.run(gan_main.main, ["train", "--workdir", str(tmp_path / "moved"), *map(str, RUN)]) == 0
     assert_same_bits(outcome(tmp_path / "moved")[0], reference[0])
+
+
+# (event, signals sent one after the other): Ctrl-C and `kill` at moments of every kind, a
+# checkpoint being saved included, and twice in a row.
+INTERRUPTS = [
+    ("first metrics line", (signal.SIGINT,)),
+    ("mid first checkpoint", (signal.SIGINT,)),
+    ("mid first checkpoint", (signal.SIGINT, signal.SIGINT)),
+    ("30 metrics lines", (signal.SIGTERM,)),
+    ("mid second checkpoint", (signal.SIGTERM,)),
+    ("first epoch preview", (signal.SIGINT, signal.SIGTERM)),
+    ("mid last checkpoint", (signal.SIGINT,)),
+]
+
+
+@pytest.mark.parametrize(
+    "event, signals", INTERRUPTS, ids=[f"{e}-{'+'.join(s.name for s in g)}" for e, g in INTERRUPTS]
+)
+def test_interrupted_run_ends_in_one_line_and_resumes_to_the_same_bits(event, signals, reference, tmp_path):
+    """SIGINT or SIGTERM, once or twice, ends the process within `jaxart.interrupts.DEADLINE`
+    with one line (after the progress lines) and status 130; what it kept resumes to the uninterrupted run's bits."""
+    from jaxart.interrupts import DEADLINE, INTERRUPTED
+
+    workdir = tmp_path / "run"
+    process = subprocess.Popen(command(workdir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not EVENTS[event](workdir):
+            assert process.poll() is None, f"the run ended before '{event}'"
+            assert time.monotonic() < deadline, f"no '{event}' within 2 minutes"
+            time.sleep(0.001)
+        for s in signals:
+            process.send_signal(s)
+            time.sleep(0.05)
+        sent = time.monotonic()
+        _, err = process.communicate(timeout=DEADLINE + 10)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode in (INTERRUPTED, 0), err  # 0: the run had finished first
+    if process.returncode == INTERRUPTED:  # the progress lines (on stderr off a terminal), then one
+        said = [line for line in err.splitlines() if not line.startswith("epoch ")]
+        assert len(said) == 1 and said[0].startswith("interrupted"), err
+    assert took < DEADLINE, f"{took:.0f} s from the signal to the end"
+
+    assert cli.run(gan_main.main, ["train", "--workdir", str(workdir), *map(str, RUN)]) == 0
+    state, rows, checkpoints, samples = outcome(workdir)
+    assert_same_bits(state, reference[0])
+    assert rows == reference[1]
+    assert checkpoints == reference[2]
+    assert samples == reference[3]

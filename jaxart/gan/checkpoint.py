@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import errno
 import gc
-import hashlib
 import os
 import re
 import traceback
@@ -25,19 +24,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxart import interrupts
+from jaxart.cache import tree_checksum as _state_checksum
 from jaxart.errors import InputError, RunError, option, reason
 from jaxart.gan.config import GANConfig, as_json
 from jaxart.gan.train import GANState, state_shapes
-
-
-def _state_checksum(state: Any) -> str:
-    """sha256 of a pytree's leaves (dtype, shape and bytes, in tree order), computed on the host."""
-    h = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(state)):
-        leaf = np.ascontiguousarray(leaf)
-        h.update(f"{leaf.dtype}{leaf.shape}".encode())
-        h.update(leaf.tobytes())
-    return h.hexdigest()
 
 
 def _all_finite(state: Any) -> bool:
@@ -82,7 +73,8 @@ class Checkpoints:
         try:
             self._finish()
         finally:
-            self.manager.close()
+            with interrupts.deferred():
+                self.manager.close()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -108,15 +100,18 @@ class Checkpoints:
         meta = {**meta, "state_sha256": _state_checksum(state)}
         self.saving = step
         try:
-            self.manager.save(
-                step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-            )
+            # Begun, orbax's save runs threads that a start cut short leaves waiting forever.
+            with interrupts.deferred():
+                self.manager.save(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+                )
         except Exception as e:  # orbax wraps the file system's errors in its own types
             raise self._save_error(e) from e
 
     def _finish(self) -> None:
         try:
-            self.manager.wait_until_finished()
+            with interrupts.deferred():
+                self.manager.wait_until_finished()
         except Exception as e:
             raise self._save_error(e) from e
 

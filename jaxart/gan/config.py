@@ -85,7 +85,7 @@ class GANConfig:
 class RunConfig:
     """How one run is driven: its folder, data, length and the cadence of its side effects."""
 
-    workdir: str = options.option("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", str)
+    workdir: str = options.option("runs/gan-mnist", "folder for checkpoints, metrics, samples and plots", options.text)
     # A run, not a model, setting: a resume compares the data's checksum, so a copy elsewhere will do.
     data: str = options.option(
         "mnist",

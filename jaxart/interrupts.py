@@ -1,0 +1,118 @@
+"""Ctrl-C and SIGTERM that always end a command, and never in the middle of a save.
+
+`handling()` (entered by `jaxart.cli.run`) turns both signals into KeyboardInterrupt, as
+Python does for Ctrl-C, except inside `deferred()`: a save that must finish or not start
+(orbax's asynchronous checkpoint, once begun, runs threads that a half-done start leaves
+waiting forever) gets the interrupt when it ends.
+
+In a command's own process (`handling(command=True)`, from `jaxart.cli.main`) the end is
+bounded as well: a second signal ends the process at once, and so does a clean-up, or an exit,
+that overruns `DEADLINE`. Nothing kept is lost by that: every file jaxart writes is written
+whole or not at all, and an unfinished checkpoint is one orbax never committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import NoReturn
+
+DEADLINE = 30.0  # seconds from a command's first signal, or from its report, to the end of its process
+INTERRUPTED = 130  # the exit status of an interrupted command
+
+
+@dataclasses.dataclass
+class _State:
+    command: bool = False  # this process is the command: it may end itself
+    depth: int = 0  # nested `deferred` blocks the main thread is in
+    pending: bool = False  # a signal arrived inside them
+    signals: int = 0
+    closing: bool = False  # the command's work is over: a signal no longer raises
+    reported: bool = False  # the command's one line is out: end silently
+
+
+_state = _State()
+
+
+def _end(status: int, line: str | None = None) -> None:
+    """Ends the process now, with `line` on stderr unless the command has reported already."""
+    if line and not _state.reported:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(line + "\n")
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
+
+def _deadline(status: int, line: str | None) -> None:
+    """Ends the process `DEADLINE` seconds from now if it is still running then."""
+    timer = threading.Timer(DEADLINE, _end, (status, line))
+    timer.daemon = True
+    timer.start()
+
+
+def _handler(signum: int, frame: object) -> None:
+    _state.signals += 1
+    if _state.command and (_state.signals > 1 or _state.closing):
+        _end(INTERRUPTED, "interrupted again: stopped at once; what was kept before stays")
+    if _state.closing:
+        return
+    if _state.command:
+        _deadline(INTERRUPTED, f"interrupted: the clean-up took over {DEADLINE:.0f} s; stopped at once")
+    if _state.depth:
+        _state.pending = True
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Holds back an interrupt that arrives inside until the block ends, then raises it."""
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        if not _state.depth and _state.pending:
+            _state.pending = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handling(command: bool = False) -> Iterator[None]:
+    """SIGINT and SIGTERM handled as the module says while inside (outside the main thread,
+    where Python allows no handlers, signals are left alone). With `command`, the handlers
+    stay to the process's end: a signal during the exit ends it silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    global _state
+    _state = _State(command=command)
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        _state.closing = True
+        if not command:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def close() -> None:
+    """The command's work is over (done or failed): from now a signal does not raise, so the
+    line that reports it goes out whole."""
+    _state.closing = True
+
+
+def exit(status: int) -> NoReturn:
+    """Ends a command's process with `status` once its line is out: normally, but within
+    `DEADLINE` (a library's thread left waiting at exit does not hold it)."""
+    _state.reported = True
+    _deadline(status, None)
+    sys.exit(status)
