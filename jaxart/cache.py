@@ -9,26 +9,35 @@ The cache is `$JAXART_CACHE` if set, else the platform's user cache folder
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import json
 import os
 import sys
+import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jaxart.errors import InputError, reason
-from jaxart.files import replace_folder
+from jaxart import interrupts
+from jaxart.errors import InputError, RunError, os_error, reason
+from jaxart.files import env_folder, read_marker, replace_folder
 
 CACHE_ENV = "JAXART_CACHE"
 COMPILE_CACHE_ENV = "JAXART_COMPILE_CACHE"  # "0" turns the persistent compilation cache off
 PARAMS_DIR = "params"
+# The sidecar's field holding `tree_checksum` of the saved tree. Caches written before it are
+# stale: a damaged file that still decodes would pass unseen (see `is_current`).
+CHECKSUM = "params_sha256"
 
 
 def cache_dir(*parts: str) -> Path:
     """The per-user cache folder (or a path inside it); not created here."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        root = Path(env).expanduser()
+    given = env_folder(CACHE_ENV)
+    if given is not None:
+        root = given
     elif sys.platform == "darwin":
         root = Path.home() / "Library" / "Caches" / "jaxart"
     elif sys.platform == "win32":
@@ -73,48 +82,123 @@ def enable_compile_cache() -> Path | None:
     return folder
 
 
+def tree_checksum(tree: Any) -> str:
+    """sha256 of a pytree's leaves (dtype, shape and bytes, in tree order), computed on the host."""
+    import jax
+    import numpy as np
+
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(tree)):
+        leaf = np.ascontiguousarray(leaf)
+        h.update(f"{leaf.dtype}{leaf.shape}".encode())
+        h.update(leaf.tobytes())
+    return h.hexdigest()
+
+
+def _listing(folder: Path) -> list[tuple[str, int]]:
+    """Every path under `folder` with its size (-1 for a folder); what vanishes meanwhile is skipped."""
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        entries += [(os.path.join(root, d), -1) for d in dirs]
+        for name in files:
+            with contextlib.suppress(OSError):
+                entries.append((os.path.join(root, name), os.stat(os.path.join(root, name)).st_size))
+    return sorted(entries)
+
+
+def _wait_until_still(folder: Path, quiet: float = 0.5, limit: float = 20.0) -> None:
+    """Returns once nothing under `folder` has changed for `quiet` seconds (or after `limit`).
+
+    When one write of an orbax save fails (a full disk), orbax gives up at once, but the others
+    go on in tensorstore's threads for a moment: removed before they end, the folder comes back.
+    """
+    deadline = time.monotonic() + limit
+    before = _listing(folder)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _listing(folder)
+        if now == before:
+            return
+        before = now
+
+
 def read_meta(folder: str | os.PathLike, meta_file: str, kind: str) -> dict[str, Any] | None:
     """The sidecar JSON of a cached pytree folder, or None when missing, unreadable or of
     another kind (its "format" field)."""
-    try:
-        meta = json.loads((Path(folder) / meta_file).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == kind else None
+    return read_marker(Path(folder) / meta_file, kind)
+
+
+def is_current(meta: Mapping[str, Any] | None) -> bool:
+    """Whether a sidecar (`read_meta`'s) is of a cache that can be verified: it records its tree's
+    checksum. An older one is stale: jaxart rebuilds its own caches, and `load_tree` refuses it."""
+    return meta is not None and isinstance(meta.get(CHECKSUM), str)
 
 
 def save_tree(folder: str | os.PathLike, tree: Any, meta: Mapping[str, Any], meta_file: str, kind: str) -> Path:
-    """Writes `tree` as an orbax checkpoint in folder/params and `meta` (plus "format": kind)
-    as folder/meta_file, replacing a folder of the same kind whole (see `replace_folder`);
-    any other existing folder is refused."""
+    """Writes `tree` as an orbax checkpoint in folder/params and `meta` (plus "format": kind and
+    the tree's checksum) as folder/meta_file, replacing a folder of the same kind whole (see
+    `replace_folder`); any other existing folder is refused. RunError, with nothing changed, when
+    the file system refuses the write (a full disk)."""
     import jax
     import numpy as np
     import orbax.checkpoint as ocp  # deferred: only caching needs orbax
 
-    def write(tmp: Path) -> None:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(tmp / PARAMS_DIR, jax.tree.map(np.asarray, tree))
-            ckptr.wait_until_finished()
-        (tmp / meta_file).write_text(json.dumps({**meta, "format": kind}, indent=2) + "\n")
+    host = jax.tree.map(np.asarray, tree)
+    sidecar = json.dumps({**meta, "format": kind, CHECKSUM: tree_checksum(host)}, indent=2) + "\n"
 
-    return replace_folder(folder, write, ours=lambda f: read_meta(f, meta_file, kind) is not None)
+    def write(tmp: Path) -> None:
+        try:
+            # Begun, orbax's save runs threads that a start cut short leaves waiting forever.
+            with interrupts.deferred(), ocp.StandardCheckpointer() as ckptr:
+                ckptr.save(tmp / PARAMS_DIR, host)
+                ckptr.wait_until_finished()
+        except Exception:
+            _wait_until_still(tmp)  # before `replace_folder` removes it
+            raise
+        (tmp / meta_file).write_text(sidecar)
+
+    try:
+        return replace_folder(folder, write, ours=lambda f: read_meta(f, meta_file, kind) is not None)
+    except InputError:
+        raise  # a refusal, before anything was written
+    except Exception as e:  # orbax wraps the file system's errors in its own types
+        cause = os_error(e)
+        if cause is None:
+            raise
+        where = Path(folder).expanduser().absolute()
+        raise RunError(f"could not write {str(where)!r} ({cause.strerror}); nothing there was changed") from e
 
 
 def load_tree(folder: str | os.PathLike, target: Any, meta_file: str, kind: str, what: str) -> tuple[Any, dict]:
     """Reads a folder written by `save_tree` into the structure of `target` (shapes and dtypes,
-    e.g. from jax.eval_shape); returns (tree, meta). Raises InputError, naming `what`, if the
-    folder is not such a cache or cannot be read."""
+    e.g. from jax.eval_shape) and checks it against its checksum; returns (tree, meta). Raises
+    InputError, naming `what`, if the folder is not such a cache, is stale (`is_current`), cannot
+    be read or is damaged."""
     import orbax.checkpoint as ocp  # deferred
 
     folder = Path(folder).expanduser().absolute()
     meta = read_meta(folder, meta_file, kind)
     if meta is None or not (folder / PARAMS_DIR).is_dir():
         raise InputError(f"{str(folder)!r} is not a {what} folder (no {meta_file} and {PARAMS_DIR}/ inside)")
+    if not is_current(meta):
+        raise InputError(
+            f"the {what} folder {str(folder)!r} was written by an earlier jaxart version, without a checksum; "
+            "delete it to rebuild it"
+        )
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(folder / PARAMS_DIR, target)
     except Exception as e:  # orbax and tensorstore raise many types for a damaged checkpoint
+        # The reads orbax abandoned are referenced from the error's frames: finalize them now,
+        # while a command's filter of their reports is on (see `jaxart.cli`).
+        traceback.clear_frames(e.__traceback__)
+        gc.collect()
         raise InputError(
             f"{what} in {str(folder)!r} cannot be read ({reason(e)}); delete the folder to rebuild it"
         ) from e
+    if tree_checksum(tree) != meta[CHECKSUM]:
+        raise InputError(
+            f"the {what} folder {str(folder)!r} is damaged (its arrays do not match their checksum); "
+            "delete it to rebuild it"
+        )
     return tree, meta

@@ -4,17 +4,20 @@ and 1 for a run that could not finish; flags declared once on the config datacla
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
+import gc
+import logging
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from jaxart import interrupts, options
-from jaxart.errors import InputError, RunError, reason
+from jaxart.errors import InputError, RunError, os_error, reason
 from jaxart.options import non_negative_int, positive_int
 
 DEBUG_ENV = "JAXART_DEBUG"
@@ -150,6 +153,50 @@ def _report(e: BaseException, line: str, status: int) -> int:
     return status
 
 
+def _drop_abandoned_reads(original: Callable) -> Callable:
+    """An unraisable hook that drops what the reads orbax abandons after a failed restore of a
+    damaged checkpoint report as they are finalized (their own error, or "Event loop is
+    closed" from tensorstore's callbacks, some only after the command's error reached it),
+    and passes everything else to `original`."""
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        closed_loop = isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+        code = getattr(unraisable.object, "cr_code", None)
+        if not (closed_loop or (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename)):
+            original(unraisable)
+
+    return hook
+
+
+@contextlib.contextmanager
+def _quiet_library_reports() -> Iterator[None]:
+    """While a command runs, keeps off stderr what orbax and tensorstore report beside the one
+    error the command reports itself (all of it shows with JAXART_DEBUG=1): the tracebacks that
+    orbax's background save threads log for a failure, several times over (a full disk printed
+    ~960 lines), and the reports of abandoned reads (see `_drop_abandoned_reads`).
+
+    Both are process-wide, so only the command sets them, for its own duration.
+    """
+    if debug():
+        yield
+        return
+    absl = logging.getLogger("absl")
+    level, original = absl.level, sys.unraisablehook
+    absl.setLevel(logging.CRITICAL)
+    # orbax's failed background writes are asyncio tasks whose "exception was never retrieved"
+    # is logged when they are collected, which can be at interpreter exit, after this returns:
+    # the command's process ends with the command, so that logger stays quiet to the end.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = _drop_abandoned_reads(original)
+    try:
+        yield
+    finally:
+        gc.collect()  # abandoned reads are reported when collected: while the hook is still set
+        sys.unraisablehook = original
+        absl.setLevel(level)
+
+
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, command: bool = False
 ) -> int:
@@ -160,7 +207,7 @@ def run(
     bug of jaxart's, reported in one line as well, status 1. `JAXART_DEBUG=1` prints the
     chained traceback first."""
     try:
-        with interrupts.handling(command):
+        with interrupts.handling(command), _quiet_library_reports():
             try:
                 return main(argv) or 0
             finally:
@@ -179,6 +226,10 @@ def run(
     except MemoryError as e:
         return _report(e, _OUT_OF_MEMORY, 1)
     except Exception as e:
+        cause = os_error(e)  # a file system's refusal inside a library's own error type
+        if cause is not None:
+            where = f" {cause.filename!r}" if cause.filename else ""
+            return _report(e, f"error: could not write{where}: {cause.strerror or reason(cause)}", 1)
         if "RESOURCE_EXHAUSTED" in str(e):  # XLA's allocator, through jaxlib's own error type
             return _report(e, _OUT_OF_MEMORY, 1)
         return _report(
@@ -192,7 +243,16 @@ _OUT_OF_MEMORY = "error: out of memory; try a smaller --max-size, batch or --num
 def main(command: Callable[[Sequence[str] | None], int | None]) -> NoReturn:
     """A module's `__main__`: runs `command` on sys.argv (see `run`) and ends the process with its
     status, within `jaxart.interrupts.DEADLINE` even if a library's thread would hold the exit."""
-    interrupts.exit(run(command, command=True))
+    status = run(command, command=True)
+    if not debug():
+        # The command's line is out: what libraries print while the interpreter shuts down
+        # (tensorstore's callbacks into a closed event loop, orbax's unfinished coroutines) is not
+        # the user's business.
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+    interrupts.exit(status)
 
 
 def flag(name: str) -> str:

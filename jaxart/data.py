@@ -14,8 +14,10 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import sys
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from jaxart.cache import cache_dir
 from jaxart.errors import InputError, option, reason
+from jaxart.files import env_folder, regular_file
 
 DATA_ENV = "JAXART_DATA"
 SYSTEM_DATA = Path("/usr/share/datasets")  # Debian's dataset-* packages
@@ -40,8 +43,8 @@ HOW_TO_GET = (
 
 def candidate_folders(name: str) -> list[Path]:
     """Where a named data set may already be, in the order they are tried."""
-    roots = [Path(os.environ[DATA_ENV]).expanduser()] if os.environ.get(DATA_ENV) else []
-    roots.append(SYSTEM_DATA)
+    given = env_folder(DATA_ENV)
+    roots = [*([given] if given is not None else []), SYSTEM_DATA]
     folders = [folder for root in roots for folder in (root / name, root / NAMES[name] / "raw")]
     return [*folders, download_root() / NAMES[name] / "raw"]
 
@@ -65,21 +68,29 @@ class Dataset(NamedTuple):
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Reads one IDX file (gzipped or not) into a numpy array, checking its header."""
-    path = Path(path)
+    """Reads one IDX file (gzipped or not) into a numpy array, checking its header against its
+    length: a header that lies about the sizes is refused like a file cut short."""
+    path = regular_file(path, "IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib: a damaged .gz
         raise InputError(f"cannot read IDX file {str(path)!r} ({reason(e)})") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise InputError(f"{str(path)!r} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(data) != header + int(np.prod(shape)):
-        raise InputError(f"IDX file {str(path)!r} is truncated or has trailing bytes (shape {shape})")
+    header = 4 + 4 * data[3]
+    if len(data) < header:
+        raise InputError(
+            f"IDX file {str(path)!r} is truncated: its header needs {header} bytes, the file holds {len(data)}"
+        )
+    shape = tuple(int.from_bytes(data[i : i + 4], "big") for i in range(4, header, 4))
+    size = math.prod(shape)  # a Python int: no overflow, whatever the header says
+    if len(data) != header + size:
+        raise InputError(
+            f"IDX file {str(path)!r} is truncated or has trailing bytes: its header promises shape {shape}, "
+            f"{size} bytes of data, and the file holds {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -110,8 +121,18 @@ def load_folder(folder: str | os.PathLike, split: str = "train") -> Dataset:
         missing = [f"{stem}[.gz]" for stem, path in zip(stems, paths) if path is None]
         raise InputError(f"data folder {str(folder)!r} lacks {' and '.join(missing)}")
     images, labels = (read_idx(path) for path in found)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise InputError(f"IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}")
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise InputError(
+            f"IDX file {str(found[0])!r} holds an array of shape {images.shape}; expected images of shape "
+            f"(N, {', '.join(map(str, IMAGE_SHAPE))})"
+        )
+    if labels.ndim != 1:
+        raise InputError(f"IDX file {str(found[1])!r} holds an array of shape {labels.shape}; expected labels (N,)")
+    if len(images) != len(labels):
+        raise InputError(
+            f"IDX files in {str(folder)!r} disagree: {found[0].name} holds {len(images)} images, "
+            f"{found[1].name} {len(labels)} labels"
+        )
     return Dataset(images, labels)
 
 

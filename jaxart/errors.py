@@ -11,6 +11,9 @@ keyword; a command shows it as its flag ("--batch-size", see `jaxart.cli.in_flag
 
 from __future__ import annotations
 
+import os
+import re
+
 MAX_REASON = 200
 
 
@@ -45,3 +48,18 @@ def reason(e: BaseException) -> str:
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
     return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
+
+
+def os_error(e: BaseException) -> OSError | None:
+    """The file system's error ("No space left on device") behind an exception of orbax or
+    tensorstore, which wrap it in their own types (tensorstore only as `os_error_code='28'` in
+    its message); None when the cause was not the file system."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return cause
+        code = re.search(r"os_error_code='(\d+)'", str(cause))
+        if code:
+            return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+        cause = cause.__cause__ or cause.__context__
+    return None

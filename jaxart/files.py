@@ -27,13 +27,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# What a path is, when it is not a regular file: named in refusals.
+# What a path is, named in refusals.
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISREG, "a regular file"),
 )
 
 
@@ -79,6 +80,20 @@ def output_target(path: str | os.PathLike, what: str = "output") -> Path:
         shown = str(path) if target == path else f"{path}' -> '{target}"
         raise InputError(f"{what} {shown!r} is {_kind(found.st_mode)}; outputs are written only as regular files")
     return target
+
+
+def env_folder(name: str) -> Path | None:
+    """The folder the environment variable `name` names (None when unset or empty); InputError
+    if something other than a folder is there. Checked when read, so a wrong path is one line
+    before any work, not a failed write after it."""
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    found = _stat(folder, f"${name}")
+    if found is not None and not stat.S_ISDIR(found.st_mode):
+        raise InputError(f"${name} {value!r} is {_kind(found.st_mode)}, expected a folder")
+    return folder
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,8 +11,31 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 
 from jaxart.files import atomic_path  # noqa: E402
+
+
+@functools.cache
+def _drawn_characters() -> frozenset[int]:
+    """The code points the plots' (default) font has glyphs for."""
+    path = font_manager.findfont(font_manager.FontProperties())
+    return frozenset(font_manager.get_font(path).get_charmap())
+
+
+def _escaped(char: str) -> str:
+    """A character as Python escapes it (`ascii`), but a file name's undecodable byte, which
+    `os.fsdecode` keeps as a surrogate (U+DC80..U+DCFF), as that byte: '\\xe9'."""
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else ascii(char)[1:-1]
+
+
+def drawable(text: str) -> str:
+    """`text` with each character the font cannot draw `_escaped`: an undecodable byte (which
+    matplotlib refuses outright) as '\\xe9', a tab or a newline as '\\t' or '\\n', a glyph the
+    font lacks as '\\u732b', rather than a crash, a box or a warning per character."""
+    drawn = _drawn_characters()
+    return "".join(c if ord(c) in drawn else _escaped(c) for c in text)
 
 
 def save_figure(path: str | os.PathLike, fig) -> Path:
@@ -30,7 +54,8 @@ def loss_figure(
     log_y: bool = True,
 ):
     """A matplotlib figure of each named curve against `steps` (default 0..n-1), one panel per
-    curve, under `title`."""
+    curve, under `title`. Names and title are shown as given (`drawable`), never as mathtext:
+    a file name may hold a '$'."""
     names = list(curves)
     # Constrained layout makes room for the figure's title above the panels' own.
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False, layout="constrained")
@@ -38,13 +63,13 @@ def loss_figure(
         values = list(curves[name])
         xs = list(steps) if steps is not None else list(range(len(values)))
         ax.plot(xs, values, linewidth=1.2)
-        ax.set_title(name)
+        ax.set_title(drawable(name), parse_math=False)
         ax.set_xlabel("step")
         if log_y and all(v > 0 for v in values):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(drawable(title), parse_math=False)
     return fig
 
 

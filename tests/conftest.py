@@ -71,6 +71,17 @@ def readonly_dir(tmp_path):
     subprocess.run(["umount", str(folder)], check=True)
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 64 KiB tmpfs."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if os.geteuid() != 0 or not mount_tmpfs(folder, "size=64k"):
+        pytest.skip("a full disk needs root and mount (a small tmpfs)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture(scope="session")
 def torch_vgg19():
     """torchvision's vgg19() with random weights from a fixed torch seed, in eval mode."""

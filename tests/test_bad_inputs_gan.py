@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import jax
@@ -140,6 +142,21 @@ def fixture_file(name: str) -> bytes:
     return (FIXTURE / f"{name}.gz").read_bytes()
 
 
+def idx_bytes(array: np.ndarray, dims: tuple[int, ...] | None = None) -> bytes:
+    """An unsigned-byte IDX file of `array`, its header saying `dims` (default: the true shape)."""
+    dims = array.shape if dims is None else dims
+    return bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + array.tobytes()
+
+
+def idx_images(t: Path, name: str, images: bytes) -> Path:
+    """A data folder of the fixture's training labels and the images file `images`."""
+    return idx_folder(
+        t,
+        name,
+        {"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte.gz": fixture_file("train-labels-idx1-ubyte")},
+    )
+
+
 class Case(NamedTuple):
     """argv(tmp, trained) -> the command line; the status and words expected on stderr."""
 
@@ -199,6 +216,38 @@ CASES = {
         2,
         "is truncated",
     ),
+    "train: 32x32 IDX images": Case(
+        lambda t, w: [*TRAIN, t / "run", "--data", idx_images(t, "big", idx_bytes(np.zeros((2048, 32, 32), np.uint8)))],
+        2,
+        "train-images-idx3-ubyte' holds an array of shape (2048, 32, 32); expected images of shape (N, 28, 28)",
+    ),
+    "train: IDX header promising more than the file holds": Case(
+        lambda t, w: [
+            *TRAIN,
+            t / "run",
+            "--data",
+            idx_images(t, "lies", idx_bytes(np.zeros(0, np.uint8), (2**31, 2**31, 2**31))),
+        ],
+        2,
+        "its header promises shape (2147483648, 2147483648, 2147483648)",
+    ),
+    "train: damaged .gz": Case(
+        lambda t, w: [
+            *TRAIN,
+            t / "run",
+            "--data",
+            idx_folder(
+                t,
+                "gz",
+                {
+                    "train-images-idx3-ubyte.gz": b"\x1f\x8b\x08\x00" + bytes(6) + b"\xff" * 100,
+                    "train-labels-idx1-ubyte.gz": fixture_file("train-labels-idx1-ubyte"),
+                },
+            ),
+        ],
+        2,
+        "cannot read IDX file",
+    ),
     "train: batch larger than the data": Case(
         lambda t, w: [*TRAIN, t / "run", *TINY, "--batch-size", "4096"], 2, "fewer than --batch-size 4096"
     ),
@@ -237,7 +286,7 @@ CASES = {
     "train: unknown flag": Case(lambda t, w: [*TRAIN, t / "run", "--no-such-flag", "3"], 2, "unrecognized arguments"),
     # --- train: the workdir ---------------------------------------------------------------------
     "train: workdir is a file": Case(
-        lambda t, w: [*TRAIN, idx_folder(t, "f", {"file": b"x"}) / "file", *TINY], 2, "is a file, expected a folder"
+        lambda t, w: [*TRAIN, idx_folder(t, "f", {"file": b"x"}) / "file", *TINY], 2, "file' is not a folder"
     ),
     "train: workdir under a file": Case(
         lambda t, w: [*TRAIN, idx_folder(t, "f", {"file": b"x"}) / "file" / "run", *TINY], 2, "is not a folder"
@@ -331,10 +380,17 @@ CASES |= {
         "is not a folder",
     ),
     "sample: output is a folder": Case(
-        lambda t, w: ["sample", "--workdir", w, "--out", t], 2, "is a directory, expected a file name"
+        lambda t, w: ["sample", "--workdir", w, "--out", t],
+        2,
+        "is a directory; outputs are written only as regular files",
     ),
     "sample: zero images": Case(
         lambda t, w: ["sample", "--workdir", w, "--num", "0", "--out", t / "s.npy"], 2, "--num: expected a positive"
+    ),
+    "sample: a .png grid larger than Pillow reads": Case(
+        lambda t, w: ["sample", "--workdir", w, "--num", 10**8, "--out", t / "s.png"],
+        2,
+        "--num 100000000 images make a grid of 90,001,200,004 pixels",
     ),
     "sample: no --out": Case(lambda t, w: ["sample", "--workdir", w], 2, "the following arguments are required: --out"),
     # --- eval -----------------------------------------------------------------------------------
@@ -342,6 +398,19 @@ CASES |= {
     "eval: missing workdir": Case(lambda t, w: ["eval", "--workdir", t / "nowhere"], 2, "no checkpoints in"),
     "eval: too few samples": Case(lambda t, w: ["eval", "--workdir", w, "--num", "5"], 2, "--num 5 is too few"),
     "eval: zero samples": Case(lambda t, w: ["eval", "--workdir", w, "--num", "0"], 2, "--num: expected a positive"),
+    "eval: 32x32 IDX images as --data": Case(
+        lambda t, w: [
+            "eval",
+            "--workdir",
+            w,
+            "--num",
+            "100",
+            "--data",
+            idx_images(t, "big", idx_bytes(np.zeros((2048, 32, 32), np.uint8))),
+        ],
+        2,
+        "expected images of shape (N, 28, 28)",
+    ),
 }
 
 
@@ -432,3 +501,78 @@ def test_offline_download_is_one_line_leaves_no_folder_and_prints_nothing(monkey
         assert f"{name} is not on this machine and could not be downloaded" in err
         assert out == "" and "Downloading" not in err
     assert not (tmp_path / "cache" / "data").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_damaged_judge_cache_is_one_line(tmp_path, monkeypatch, capsys):
+    """A judge whose arrays were damaged, but still decode, was loaded and judged with."""
+    import jax.numpy as jnp
+
+    from jaxart.gan import judge as judge_lib
+
+    monkeypatch.setenv("JAXART_CACHE", str(tmp_path / "cache"))
+    checksum = data.load(str(FIXTURE)).checksum()
+    config = judge_lib.JudgeConfig()
+    meta = {"train_checksum": checksum, "config": judge_lib._config_json(config), "test_accuracy": 0.1}
+    folders = []
+    for name, seed in (("cached", 0), ("other", 1)):
+        params = judge_lib._make_model(config).init(jax.random.key(seed), jnp.zeros((1, *data.IMAGE_SHAPE)))["params"]
+        folders.append(judge_lib.save_judge(tmp_path / name, judge_lib.Judge(config, params, meta)))
+    # Other arrays under the cached judge's judge.json: damage that decodes, whichever bytes it hit
+    # (flipped bytes may land in a compressed block, which orbax refuses by itself).
+    folder = judge_lib.default_cache_dir(str(FIXTURE), checksum)
+    folder.parent.mkdir(parents=True)
+    shutil.rmtree(folders[0] / "params")
+    shutil.move(folders[1] / "params", folders[0] / "params")
+    shutil.move(folders[0], folder)
+    before = snapshot(folder)
+    err = assert_one_line(run_cli(["judge", "--data", FIXTURE]), 2, capsys)
+    assert f"the judge cache folder {str(folder)!r} is damaged" in err and snapshot(folder) == before
+
+
+@pytest.mark.parametrize("out, num", [("s.npy", 5000), ("s.png", 10_000)])
+def test_sample_onto_a_full_disk_is_one_line_and_leaves_nothing(out, num, trained, full_disk, monkeypatch, capsys):
+    """A .npy failed with numpy's "requested and written" (exit 2), a .png without naming the file."""
+    # A .npy larger than the free space is refused before any work: here the disk fills up during
+    # the write, as when something else fills it meanwhile.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=2**40, used=0, free=2**40))
+    err = assert_one_line(run_cli(["sample", "--workdir", trained, "--num", num, "--out", full_disk / out]), 1, capsys)
+    assert f"could not write {str(full_disk / out)!r} (No space left on device)" in err
+    assert list(full_disk.iterdir()) == []
+
+
+def test_sample_draws_fixed_size_batches_as_eval_does(trained, tmp_path, monkeypatch, capsys):
+    """`sample --num N` asked the generator for all N images at once: 10^8 aborted in XLA."""
+    from jaxart.gan.evaluate import sample_images
+
+    train = importlib.import_module("jaxart.gan.train")  # (jaxart.gan.train is also a function)
+
+    sizes, original = [], train.sample
+    monkeypatch.setattr(
+        train, "sample", lambda g_params, key, n, *rest: sizes.append(n) or original(g_params, key, n, *rest)
+    )
+    assert run_cli(["sample", "--workdir", trained, "--num", 2500, "--out", tmp_path / "s.npy"]) == 0, (
+        capsys.readouterr()
+    )
+    assert sizes == [1000, 1000, 1000]
+    state = load_latest_run(trained)[0]
+    expected = sample_images(
+        lambda key, n: original(state.g_params, key, n, state.config, state.g_collections),
+        jax.random.key(0),
+        2500,
+        1000,
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), expected)
+
+
+def test_sample_of_a_npy_larger_than_the_disk_is_refused_before_any_work(trained, tmp_path, monkeypatch, capsys):
+    train = importlib.import_module("jaxart.gan.train")  # (jaxart.gan.train is also a function)
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=2**30, used=0, free=2**30))
+    monkeypatch.setattr(train, "sample", lambda *args: pytest.fail("sampled first"))
+    err = assert_one_line(
+        run_cli(["sample", "--workdir", trained, "--num", 10**8, "--out", tmp_path / "s.npy"]), 2, capsys
+    )
+    assert (
+        "--num 100000000 images make 292.1 GiB, over the 1.0 GiB free" in err and "at most 342392 fit in a .npy" in err
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -126,6 +126,12 @@ CASES = [
     ),
     ("more memory than the machine has", ["--max-size", "100000"], 2, "the largest --max-size that fits is"),
     (
+        "style scale beyond memory",
+        ["--max-size", "32", "--style-scale", "2000"],
+        2,
+        "a 32x24 image with styles up to 64000 px long needs about",
+    ),
+    (
         "batch beyond memory",
         ["--content", "{content}", "{b}", "--max-size", "30000"],
         2,

@@ -1,9 +1,11 @@
 """Every bad input of `python -m jaxart.weights` the project knows of: each gets one stderr line,
-exit status 2, no traceback, and nothing written or lost (issue 14: a folder or file that jaxart
+exit status 2 (1 for a full disk), no traceback, and nothing written or lost (issue 14: a folder or file that jaxart
 did not write is never replaced). Cases run `main` in this process, except one end to end."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxart import cli, vgg, weights
+from jaxart import cache, cli, vgg, weights
 from jaxart.weights.__main__ import main as weights_main
 
 
@@ -157,3 +159,59 @@ def test_end_to_end_one_line(tmp_path):
     )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "c" / "vgg19-caffe").exists()
+
+
+# --- damaged and stale caches, a full disk ----------------------------------------------------------
+
+
+def test_a_damaged_converted_folder_is_one_line_naming_it(capsys, tmp_path, vgg_params):
+    """Damaged arrays that still decode (4 KiB flipped in a raw chunk) were loaded as weights,
+    and the run then blamed its loss weights. Here the damage is other arrays under the folder's
+    sidecar: they decode for certain, where flipped bytes may land in a compressed block, which
+    orbax refuses by itself."""
+    folder = weights.save(vgg_params, tmp_path / "w", source="test")
+    other = weights.save(
+        {**vgg_params, "conv5_4": {"kernel": -vgg_params["conv5_4"]["kernel"], "bias": vgg_params["conv5_4"]["bias"]}},
+        tmp_path / "other",
+        source="test",
+    )
+    shutil.rmtree(folder / "params")
+    shutil.move(other / "params", folder / "params")
+    code, err = run_main(capsys, "--from", folder, "--out", tmp_path / "again")
+    assert_one_line(code, err, f"the converted VGG19 weights folder {str(folder)!r} is damaged", "delete it")
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_converted_folder_without_a_checksum_is_refused_as_stale(capsys, tmp_path, vgg_params):
+    folder = weights.save(vgg_params, tmp_path / "w", source="test")
+    meta = json.loads((folder / weights.META_FILE).read_text())
+    (folder / weights.META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != cache.CHECKSUM}))
+    code, err = run_main(capsys, "--from", folder, "--out", tmp_path / "again")
+    assert_one_line(code, err, "written by an earlier jaxart version, without a checksum", str(folder))
+    assert not (tmp_path / "again").exists()
+
+
+def test_an_unreadable_converted_folder_is_one_line_end_to_end(tmp_path, vgg_params):
+    """A file cut short fails orbax's read; the reads it abandons reported "Event loop is closed"
+    tracebacks after the command's line."""
+    folder = weights.save(vgg_params, tmp_path / "w", source="test")
+    path = max((p for p in (folder / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path), "JAXART_CACHE": str(tmp_path / "c")}
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxart.weights", "--from", str(folder), "--out", str(tmp_path / "again")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "cannot be read" in out.stderr and not (tmp_path / "again").exists()
+
+
+def test_out_on_a_full_disk_is_one_line_and_leaves_nothing(capsys, full_disk, caffe_bin):
+    """orbax's failed writes printed ~500 lines of tracebacks, and its late writes left a folder."""
+    code, err = run_main(capsys, "--from", caffe_bin, "--out", full_disk / "w")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"could not write {str(full_disk / 'w')!r} (No space left on device)" in err
+    assert list(full_disk.iterdir()) == []

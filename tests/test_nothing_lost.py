@@ -228,3 +228,12 @@ def test_an_interrupt_inside_a_deferred_block_arrives_at_its_end():
         reached.append("after it")
     assert reached == ["the end of the block"]
     assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # restored
+
+
+@pytest.mark.parametrize("variable", ["JAXART_CACHE", "JAXART_DATA"])
+def test_an_environment_variable_naming_a_file_for_a_folder_is_one_line(variable, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(variable, str(tmp_path / "file"))
+    status, err = run(gan_main.main, ["train", "--workdir", tmp_path / "run", "--data", "mnist"], capsys)
+    assert status == 2 and f"${variable}" in err and "expected a folder" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

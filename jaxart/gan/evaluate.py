@@ -4,15 +4,19 @@
 `evaluate_generator` draws the samples from a generator, appends the record to
 `<workdir>/eval.jsonl` (one JSON object a line, so `train --eval-every` accumulates the
 metrics over training in the same file) and draws `<workdir>/eval.png`: a sample grid beside
-the histogram of predicted classes.
+the histogram of predicted classes. `sample_batches` draws them in calls of one size, which
+`python -m jaxart.gan sample` shares, with `check_sample_output` to refuse what it cannot write.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import io
 import math
 import os
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,8 +25,8 @@ import numpy as np
 
 from jaxart import data
 from jaxart.data import IMAGE_SHAPE
-from jaxart.errors import ConfigError, InputError
-from jaxart.files import append_json_line
+from jaxart.errors import ConfigError, InputError, option
+from jaxart.files import append_json_line, nearest_existing
 from jaxart.gan import metrics
 from jaxart.gan.judge import Judge, JudgeConfig, Log, load_or_train_judge, log_stderr
 from jaxart.gan.train import GANState, sample
@@ -155,11 +159,79 @@ def evaluate_samples(
     return result
 
 
+def sample_batches(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_size: int) -> Iterator[np.ndarray]:
+    """num_samples generator outputs, in calls of exactly `batch_size` (one compilation; the
+    surplus of the last is dropped), each a host array as it is drawn: the device's memory does
+    not grow with num_samples, nor the host's unless the caller keeps them."""
+    for i, k in enumerate(jax.random.split(key, -(-num_samples // batch_size))):
+        yield np.asarray(sample_fn(k, batch_size))[: num_samples - i * batch_size]
+
+
 def sample_images(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_size: int) -> np.ndarray:
     """Draws num_samples images in calls of exactly `batch_size` (the surplus is dropped)."""
-    calls = -(-num_samples // batch_size)
-    chunks = [as_images(sample_fn(k, batch_size)) for k in jax.random.split(key, calls)]
-    return np.concatenate(chunks)[:num_samples]
+    return np.concatenate([as_images(b) for b in sample_batches(sample_fn, key, num_samples, batch_size)])
+
+
+def npy_header(num: int) -> bytes:
+    """The .npy header of `num` float32 images (num, 28, 28), to which their bytes append."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header,
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": (num, *IMAGE_SHAPE),
+        },
+    )
+    return header.getvalue()
+
+
+def _grid_pixels(num: int) -> int:
+    """The pixels of `make_grid`'s picture of `num` >= 1 images (its default layout and padding)."""
+    h, w = IMAGE_SHAPE
+    cols = int(np.ceil(np.sqrt(num)))
+    return (-(-num // cols) * (h + 2) + 2) * (cols * (w + 2) + 2)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{math.ceil(n / 2**10)} KiB"
+
+
+def check_sample_output(path: Path, num: int) -> None:
+    """Refuses, before any work, `num` images that `path` cannot hold, naming the most it can: a
+    .npy (float32) larger than the free space on its disk, or a .png grid over Pillow's
+    MAX_IMAGE_PIXELS, which Pillow and jaxart refuse to read back (a decompression-bomb guard)."""
+    from PIL import Image  # deferred: only a .png needs it
+
+    if path.suffix.lower() == ".png":
+        limit = Image.MAX_IMAGE_PIXELS or math.inf
+
+        def fits(n: int) -> bool:
+            return _grid_pixels(n) <= limit
+
+        if fits(num):
+            return
+        why = (
+            f"a grid of {_grid_pixels(num):,} pixels, over the {limit:,} Pillow reads back (a decompression-bomb guard)"
+        )
+    else:
+        folder = nearest_existing(path.parent)
+        free = shutil.disk_usage(folder).free
+        image_bytes = math.prod(IMAGE_SHAPE) * np.dtype(np.float32).itemsize
+
+        def fits(n: int) -> bool:
+            return len(npy_header(n)) + n * image_bytes <= free
+
+        if fits(num):
+            return
+        need = len(npy_header(num)) + num * image_bytes
+        why = f"{_size(need)}, over the {_size(free)} free in {str(folder)!r}"
+    # range(1, num) holds the counts below `num`, which fit up to the first that does not.
+    largest = bisect.bisect_left(range(1, num), True, key=lambda n: not fits(n))
+    raise InputError(f"{option('num')} {num} images make {why}; at most {largest} fit in a {path.suffix.lower()}")
 
 
 def _save_eval_figure(

@@ -268,6 +268,7 @@ def train_judge(source: str, train: data.Dataset, test: data.Dataset, config: Ju
         "train_seconds": round(seconds, 1),
         "versions": {"jax": jax.__version__, "flax": flax.__version__},
         "test_accuracy": Judge(config, params, {}).accuracy(test),
+        cache.CHECKSUM: cache.tree_checksum(params),  # as judge.json will hold it, and a loaded judge's meta
     }
     return Judge(config, params, meta)
 
@@ -296,6 +297,8 @@ def load_or_train_judge(
         meta = read_meta(folder)
         if meta is None:
             reasons.append(f"no judge cached in {folder}")
+        elif not cache.is_current(meta):
+            reasons.append(f"the judge in {folder} was cached by an earlier jaxart version, without a checksum")
         elif meta.get("train_checksum") != checksum:
             recorded = str(meta.get("train_checksum"))[:12]
             reasons.append(f"the judge in {folder} was trained on other data ({recorded}, not {checksum[:12]})")

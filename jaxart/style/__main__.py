@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -174,15 +173,15 @@ def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path)
     if args.metrics or args.save_every or args.resume:
         raise InputError("--metrics, --save-every and --resume are for one transfer or one batch, not a folder")
     if frames:
-        files = folders.list_frames(args.content_frames)
+        files = folders.list_frames(args.content_frames, output)
         outputs = folders.frame_outputs(output, files)
     else:
         if args.shard_spatial:
             raise InputError("--shard-spatial splits one picture; a folder runs its pictures as batches of pairs")
         batch.check_batch(config)
-        files = folders.list_images(args.content[0])
+        files = folders.list_contents(args.content[0], output, args.style)
         outputs = batch.output_paths(output, files, args.style)
-    folders.check_contents(files, config)
+    folders.check_contents(files, config, args.style if frames else ())
     inputs = {**{f"the content {str(f)!r}": f for f in files}, **{f"--style {s!r}": s for s in args.style}}
     check_distinct({f"the output {str(p)!r}": p for p in outputs}, inputs)
     check_writable(output.parent)
@@ -288,4 +287,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.main(main)

@@ -68,19 +68,20 @@ def combinations(contents: np.ndarray, styles: np.ndarray) -> tuple[np.ndarray, 
     return np.repeat(contents, len(styles), axis=0), np.tile(styles, (len(contents), 1, 1, 1))
 
 
+def pair_path(output: str | os.PathLike, content: str | os.PathLike, style: str | os.PathLike) -> Path:
+    """`<out_stem>_<content stem>_<style stem><out suffix>` beside `output`: one pair's picture."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_{Path(content).stem}_{Path(style).stem}{output.suffix}")
+
+
 def output_paths(
     output: str | os.PathLike, content_files: Sequence[str | os.PathLike], style_files: Sequence[str | os.PathLike]
 ) -> list[Path]:
-    """`<out_stem>_<content stem>_<style stem><out suffix>` beside `output`, in `combinations` order.
+    """Each pair's `pair_path`, in `combinations` order.
 
     Raises InputError if two pairs would get one name (inputs sharing a stem).
     """
-    output = Path(output)
-    paths = [
-        output.with_name(f"{output.stem}_{Path(c).stem}_{Path(s).stem}{output.suffix}")
-        for c in content_files
-        for s in style_files
-    ]
+    paths = [pair_path(output, c, s) for c in content_files for s in style_files]
     if len(set(paths)) < len(paths):
         raise InputError("content or style files share a name (stem), so their outputs would overwrite each other")
     return paths

@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
+import re
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,6 +92,23 @@ def _snapshot_path(output: Path, step: int) -> Path:
 
 def _loss_plot_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.loss.png")
+
+
+# What a picture's stem gains in the files kept beside it: the picture so far, a snapshot.
+_KEPT = re.compile(r"\.(partial|step\d+)$")
+
+
+def _place(path: Path) -> Path:
+    """`path` in its folder's real place (links and `..` resolved), the file itself left as named."""
+    return path.parent.resolve() / path.name
+
+
+def written_by(files: Sequence[Path], output: Path, pictures: Iterable[Path]) -> set[Path]:
+    """Those of `files` that a run writing `pictures` beside `output` writes or keeps: a
+    picture, its picture so far (`resume.partial_path`) or a snapshot, or `output`'s own
+    picture, loss plot or contact sheet (an earlier run of one pair or a batch may have left them)."""
+    ours = {_place(p) for p in (output, _loss_plot_path(output), batch.contact_sheet_path(output), *pictures)}
+    return {f for f in files if {_place(f), _place(f.with_name(_KEPT.sub("", f.stem) + f.suffix))} & ours}
 
 
 def stops(config: StyleConfig, save_every: int | None) -> tuple[int, ...]:
@@ -416,6 +435,12 @@ def _write_results(
         raise RunError(f"could not write {e.filename or 'the output'}: {e.strerror or reason(e)}; {where}") from e
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as text that any stream takes, a strict UTF-8 one too: a byte of its name that is
+    not UTF-8 (which `os.fsdecode` keeps as a surrogate) written as '\\xe9'."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def summary(shape: tuple[int, ...], run: Run, config: StyleConfig, written: Sequence[Path], pairs: int = 1) -> str:
     h, w = shape[:2]
     what = f"stylised {w}x{h}" if pairs == 1 else f"stylised {pairs} pairs at {w}x{h}"
@@ -424,7 +449,7 @@ def summary(shape: tuple[int, ...], run: Run, config: StyleConfig, written: Sequ
     return (
         f"{what} in {run.seconds:.1f} s ({config.steps / run.seconds:.2f} steps/s); final content loss "
         f"{last['content_loss']:.4g}, style loss {last['style_loss']:.4g}{mean}; wrote "
-        f"{', '.join(str(p) for p in written)}"
+        f"{', '.join(map(shown_path, written))}"
     )
 
 

@@ -7,7 +7,9 @@ Rules:
     --output (as a batch does), each frame `<output stem>_<frame stem><suffix>`, atomically, as
     soon as its batch or frame ends. An output that exists is done: a rerun skips it, so an
     interrupted folder or video resumes where it stopped (with the same options, or the
-    outputs it kept were made with others).
+    outputs it kept were made with others). What such a run writes, or a run of one pair with
+    that --output left (its picture so far, snapshots, loss plot, contact sheet), is never
+    taken as an input: the output may lie inside the input folder.
   * Folder: contents of one shape (after --max-size) run as batches of `batch_size` pairs.
   * Frames: one by one, in order; with warm start each frame's optimisation starts from the
     previous frame's output as written (read back from its file, so a resumed video takes
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +33,37 @@ from jaxart import errors, images
 from jaxart.errors import ConfigError, InputError
 from jaxart.style import batch, driver, loop, pyramid
 from jaxart.style.config import StyleConfig
-from jaxart.style.transfer import check_sizes
+from jaxart.style.transfer import blend_weights, check_sizes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in `folder`, in name order (InputError if there are none)."""
+def list_images(
+    folder: str | os.PathLike,
+    output: Path | None = None,
+    pictures: Callable[[Sequence[Path]], Iterable[Path]] = lambda found: (),
+) -> list[Path]:
+    """The image files directly in `folder`, in name order, less those a run writing beside
+    `output` leaves (`driver.written_by`), `pictures(found)` being its pictures for the files
+    found: an output folder inside the input folder is never read back as inputs, and a
+    rerun finds the same inputs, and their pictures done. InputError if none is left."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{str(folder)!r} is not a folder")
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not found:
-        raise InputError(f"folder {str(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-    return found
+    ours = driver.written_by(found, output, pictures(found)) if output is not None else set()
+    inputs = [p for p in found if p not in ours]
+    if not inputs:
+        what = "but this run's outputs" if ours else f"({', '.join(IMAGE_SUFFIXES)})"
+        raise InputError(f"folder {str(folder)!r} holds no image {what}")
+    return inputs
+
+
+def list_contents(folder: str | os.PathLike, output: Path, style_files: Sequence[str]) -> list[Path]:
+    """`list_images` of a folder run writing each content x style pair beside `output`."""
+    return list_images(
+        folder, output, lambda found: [batch.pair_path(output, c, s) for c in found for s in style_files]
+    )
 
 
 def _frame_number(path: Path) -> int | None:
@@ -53,10 +72,11 @@ def _frame_number(path: Path) -> int | None:
     return int(digits[-1]) if digits else None
 
 
-def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """A folder's images ordered as frames, by `_frame_number`; InputError if one has no number
-    or two share one (the order would be a guess)."""
-    paths = list_images(folder)
+def list_frames(folder: str | os.PathLike, output: Path | None = None) -> list[Path]:
+    """A folder's images ordered as frames, by `_frame_number`, less the outputs of a run
+    writing beside `output` (see `list_images`); InputError if one has no number or two share
+    one (the order would be a guess)."""
+    paths = list_images(folder, output, lambda found: frame_outputs(output, found) if output else ())
     numbers = [_frame_number(p) for p in paths]
     unnumbered = [p.name for p, n in zip(paths, numbers) if n is None]
     if unnumbered:
@@ -82,13 +102,19 @@ def frame_outputs(output: Path, frame_files: Sequence[Path]) -> list[Path]:
     return [output.with_name(f"{output.stem}_{Path(f).stem}{output.suffix}") for f in frame_files]
 
 
-def check_contents(content_files: Sequence[Path], config: StyleConfig) -> None:
+def check_contents(
+    content_files: Sequence[Path], config: StyleConfig, blended: Sequence[str | os.PathLike] = ()
+) -> None:
     """Refuses (InputError, naming the file) a content too small for the chosen layers at
-    --max-size, from its header alone, before any work."""
+    --max-size, or whose styles would be, or a `style_blend` that does not match them, from the
+    headers alone, before any work. Each content has the styles `blended` (a video's frames
+    blend every --style), or else one style at its own shape (a folder's pairs)."""
+    blend_weights(max(len(blended), 1), config)  # about the styles, not a content: said plainly first
+    style_sizes = [images.image_size(path) for path in blended]
     for path in content_files:
         shape = pyramid.scaled_shape(images.image_size(path), config.max_size)
         try:
-            check_sizes((*shape, 3), [(*shape, 3)], config)
+            check_sizes((*shape, 3), [(*size, 3) for size in style_sizes] or [(*shape, 3)], config)
         except ConfigError as e:
             raise ConfigError(
                 f"{path.name}: {e} (after resizing to {errors.option('max_size')} {config.max_size})"
@@ -140,7 +166,8 @@ def run_folder(
             seconds += run.seconds
             written += len(chunk)
     done = f"; skipped {skipped} already done" if skipped else ""
-    return f"stylised {written} pairs in {seconds:.1f} s{done}; wrote {output.with_name(output.stem + '_*')}"
+    pattern = driver.shown_path(output.with_name(output.stem + "_*"))
+    return f"stylised {written} pairs in {seconds:.1f} s{done}; wrote {pattern}"
 
 
 def run_frames(
@@ -183,5 +210,5 @@ def run_frames(
     return (
         f"stylised {ran} frames in {seconds:.1f} s ({mode}{done}{fit}); flicker {ratio:.3f} x the input's "
         f"(mean |frame k+1 - frame k|: output {flicker(results):.4f}, input {flicker(frames):.4f}); "
-        f"wrote {output.with_name(output.stem + '_*')}"
+        f"wrote {driver.shown_path(output.with_name(output.stem + '_*'))}"
     )

@@ -37,8 +37,8 @@ import jax
 import numpy as np
 
 from jaxart import cache, vgg
-from jaxart.errors import InputError, option, reason
-from jaxart.files import check_writable, sha256_file
+from jaxart.errors import InputError, RunError, option, reason
+from jaxart.files import check_writable, regular_file, sha256_file
 
 __all__ = ["WeightsError", "convert", "load", "random_params", "style_defaults"]
 
@@ -255,10 +255,10 @@ def load_file(path: str | os.PathLike, preprocessing: str | None = None) -> dict
     When the name carries a sha256 prefix (`vgg19-dcbb9e9d.pth`), the file must match it.
     """
     path = Path(path).expanduser()
-    if not path.exists():
-        raise WeightsError(f"weights file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise WeightsError(f"weights file {str(path)!r} is a directory")
+    try:
+        regular_file(path, "weights file")
+    except InputError as e:  # as WeightsError, which the sources' fallbacks catch
+        raise WeightsError(str(e)) from None
     try:
         with open(path, "rb") as f:
             magic = f.read(len(_HDF5_MAGIC))
@@ -387,8 +387,10 @@ def random_params(seed: int = 0) -> dict[str, dict[str, jax.Array]]:
 
 
 def _cached(preprocessing: str) -> dict[str, dict[str, jax.Array]] | None:
+    """The converted weights cached for `preprocessing`; None when there are none, or only stale
+    ones (`cache.is_current`), which the conversion that follows replaces."""
     folder = cache_folder(preprocessing)
-    return load_converted(folder) if cache.read_meta(folder, META_FILE, KIND) else None
+    return load_converted(folder) if cache.is_current(cache.read_meta(folder, META_FILE, KIND)) else None
 
 
 def _keep(params: dict, preprocessing: str, source: str) -> str:
@@ -397,7 +399,7 @@ def _keep(params: dict, preprocessing: str, source: str) -> str:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         save(params, folder, source)
-    except (OSError, InputError) as e:
+    except (OSError, InputError, RunError) as e:
         return f"not cached: {reason(e)}"
     return f"converted into {folder}"
 
