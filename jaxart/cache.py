@@ -23,7 +23,7 @@ from typing import Any
 
 from jaxart import interrupts
 from jaxart.errors import InputError, RunError, os_error, reason
-from jaxart.files import env_folder, read_marker, replace_folder
+from jaxart.files import check_utf8, env_folder, read_marker, replace_folder
 
 CACHE_ENV = "JAXART_CACHE"
 COMPILE_CACHE_ENV = "JAXART_COMPILE_CACHE"  # "0" turns the persistent compilation cache off
@@ -143,6 +143,7 @@ def save_tree(folder: str | os.PathLike, tree: Any, meta: Mapping[str, Any], met
     import numpy as np
     import orbax.checkpoint as ocp  # deferred: only caching needs orbax
 
+    check_utf8(folder, "folder")
     host = jax.tree.map(np.asarray, tree)
     sidecar = json.dumps({**meta, "format": kind, CHECKSUM: tree_checksum(host)}, indent=2) + "\n"
 
@@ -176,7 +177,7 @@ def load_tree(folder: str | os.PathLike, target: Any, meta_file: str, kind: str,
     be read or is damaged."""
     import orbax.checkpoint as ocp  # deferred
 
-    folder = Path(folder).expanduser().absolute()
+    folder = check_utf8(Path(folder).expanduser(), f"{what} folder").absolute()
     meta = read_meta(folder, meta_file, kind)
     if meta is None or not (folder / PARAMS_DIR).is_dir():
         raise InputError(f"{str(folder)!r} is not a {what} folder (no {meta_file} and {PARAMS_DIR}/ inside)")

@@ -96,6 +96,20 @@ def env_folder(name: str) -> Path | None:
     return folder
 
 
+def check_utf8(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path if its whole name (made absolute) is UTF-8; else InputError. orbax's
+    tensorstore takes only UTF-8 paths: a name whose bytes are not (which Python keeps as
+    surrogates) fails deep inside a save or a read."""
+    path = Path(path)
+    try:
+        str(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(
+            f"{what} {str(path)!r}: orbax reads and writes only folders whose names are UTF-8; rename it"
+        ) from e
+    return path
+
+
 def nearest_existing(path: str | os.PathLike) -> Path:
     """`path` (made absolute) or its nearest ancestor that exists (a dangling link counts)."""
     path = Path(path).absolute()

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jaxart import distributed, schedule
+from jaxart.errors import InputError
 from jaxart.files import JsonLinesWriter, keep_json_lines
 from jaxart.progress import Progress
 
@@ -35,7 +36,17 @@ NonFinite = tuple[int, str, float]  # (step, metric, value)
 def up_to(step: int) -> Callable[[dict[str, Any]], bool]:
     """Keeps the JSON lines of steps up to `step`: later ones were written after the checkpoint
     a run resumes from, by a run then stopped, and the resumed run writes them again."""
-    return lambda row: row.get("step", math.inf) <= step
+    return lambda row: type(row.get("step")) is int and row["step"] <= step
+
+
+def _check_row(row: dict[str, Any], fields: Sequence[str], path: Path) -> None:
+    """InputError unless `row` holds a number for each of `fields`, as the lines jaxart writes do."""
+    missing = next((f for f in fields if type(row.get(f)) not in (int, float)), None)
+    if missing is not None:
+        raise InputError(
+            f"{str(path)!r} holds a line without a number for {missing!r} (step {row['step']}), which jaxart did "
+            "not write; move the file away and the run goes on with a new log (its checkpoints stay)"
+        )
 
 
 class MetricsLog:
@@ -57,6 +68,8 @@ class MetricsLog:
         the writer, which reads the same metrics."""
         self.names, self.column, self.label = tuple(names), column, label or {}
         self.rows = keep_json_lines(path, up_to(resume_step)) if write else []
+        for row in self.rows:
+            _check_row(row, ("seconds", *self.names), path)
         self.steps_per_epoch = steps_per_epoch
         self.seconds = self.rows[-1]["seconds"] if self.rows else 0.0  # training time, evaluations excluded
         self.writer = JsonLinesWriter(path) if write else None

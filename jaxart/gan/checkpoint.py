@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 from jaxart import interrupts
 from jaxart.cache import tree_checksum as _state_checksum
 from jaxart.errors import InputError, RunError, option, os_error, reason
+from jaxart.files import check_utf8
 from jaxart.gan.config import GANConfig, as_json
 from jaxart.gan.train import GANState, state_shapes
 
@@ -39,7 +40,7 @@ class Checkpoints:
     """The CheckpointManager of one workdir; use as a context manager so saves finish before exit."""
 
     def __init__(self, workdir: str | os.PathLike, keep: int = 3, create: bool = True):
-        self.directory = Path(workdir).absolute() / "checkpoints"
+        self.directory = check_utf8(workdir, option("workdir")).absolute() / "checkpoints"
         self.keep = keep
         self.saving: int | None = None  # the step of the latest save started
         options = ocp.CheckpointManagerOptions(

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jaxart.errors import InputError, RunError, option
-from jaxart.files import atomic_write, check_writable, is_own_temporary, read_marker
+from jaxart.files import atomic_write, check_utf8, check_writable, is_own_temporary, read_marker
 
 MARKER = ".jaxart-workdir"  # JSON: {"format": MARKER_FORMAT}
 MARKER_FORMAT = "jaxart-gan-workdir"
@@ -78,7 +78,7 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
     InputError otherwise, before anything is written."""
     if not str(workdir).strip():
         raise InputError(f"{option('workdir')} is empty; give a folder's name (it is made if missing)")
-    workdir = Path(workdir)
+    workdir = check_utf8(workdir, option("workdir"))
     if workdir.is_symlink() and not workdir.exists():
         raise InputError(f"{option('workdir')} {str(workdir)!r} is a link to nothing; give a folder")
     if workdir.exists():

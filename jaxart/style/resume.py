@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxart.errors import InputError
+from jaxart.errors import InputError, reason
 from jaxart.files import atomic_write, sha256_file
 from jaxart.style.config import StyleConfig
 
@@ -112,8 +112,11 @@ def load(path: Path, run: Mapping[str, Any], steps: int) -> Saved:
         ]
         step = int(meta["step"])
         marks = [(int(done), float(seconds)) for done, seconds in meta["marks"]]
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read the saved state {str(path)!r}: it is damaged or not jaxart's ({e})") from e
+    except Exception as e:  # numpy's zip reader raises many types (BadZipFile, EOFError, ...) for a damaged file
+        raise InputError(
+            f"cannot read the saved state {str(path)!r}: it is damaged or not jaxart's ({reason(e)}); "
+            "delete it to start afresh"
+        ) from e
     if meta.get("format") != FORMAT:
         raise InputError(f"the saved state {str(path)!r} is of another jaxart version; delete it to start afresh")
     changed = _differences(meta["run"], run)
