@@ -219,22 +219,26 @@ def run(
     except KeyboardInterrupt as e:
         return _report(e, f"interrupted: {e}" if str(e) else "interrupted", interrupts.INTERRUPTED)
     except OSError as e:
-        where = f" {e.filename!r}" if e.filename else ""
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-            return _report(e, f"error: could not write{where}: {e.strerror or reason(e)}", 1)
+            return _report(e, _could_not_write(e), 1)
+        where = f" {e.filename!r}" if e.filename else ""
         return _report(e, f"error:{where} {e.strerror or reason(e)}", 2)
     except MemoryError as e:
         return _report(e, _OUT_OF_MEMORY, 1)
     except Exception as e:
         cause = os_error(e)  # a file system's refusal inside a library's own error type
         if cause is not None:
-            where = f" {cause.filename!r}" if cause.filename else ""
-            return _report(e, f"error: could not write{where}: {cause.strerror or reason(cause)}", 1)
+            return _report(e, _could_not_write(cause), 1)
         if "RESOURCE_EXHAUSTED" in str(e):  # XLA's allocator, through jaxlib's own error type
             return _report(e, _OUT_OF_MEMORY, 1)
         return _report(
             e, f"error: jaxart failed ({type(e).__name__}: {reason(e)}); {DEBUG_ENV}=1 shows where; please report it", 1
         )
+
+
+def _could_not_write(e: OSError) -> str:
+    where = f" {e.filename!r}" if e.filename else ""
+    return f"error: could not write{where}: {e.strerror or reason(e)}"
 
 
 _OUT_OF_MEMORY = "error: out of memory; try a smaller --max-size, batch or --num"

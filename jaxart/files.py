@@ -262,11 +262,8 @@ def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, in order; a missing file has none, and a line
     that is not a whole JSON object (one cut short by a kill, or damaged bytes) is skipped.
     InputError if something other than a file is there."""
-    path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        return []
     rows = []
-    for line in _lines(path):
+    for line in _lines(Path(path)):
         with contextlib.suppress(json.JSONDecodeError):
             row = json.loads(line)
             if isinstance(row, dict):
@@ -275,8 +272,10 @@ def read_json_lines(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _lines(path: Path) -> list[str]:
-    """The lines of a JSON-lines file, bytes that are not UTF-8 replaced (so that line fails
-    to parse, and only it)."""
+    """The lines of a JSON-lines file (none when nothing is there), bytes that are not UTF-8
+    replaced (so that line fails to parse, and only it)."""
+    if not (path.exists() or path.is_symlink()):
+        return []
     data = regular_file(path, "JSON-lines file").read_bytes()
     return data.decode("utf-8", errors="replace").splitlines()
 
@@ -312,8 +311,6 @@ def keep_json_lines(path: str | os.PathLike, keep: Callable[[dict[str, Any]], bo
     (and any line cut short by a kill), so each step appears once.
     """
     path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        return []
     lines = [line for line in _lines(path) if line.strip()]
     rows = [row for row in read_json_lines(path) if keep(row)]
     if len(rows) != len(lines):

@@ -507,11 +507,13 @@ class Maker:
             parent = os.path.dirname(path)
             if parent:
                 os.makedirs(parent, exist_ok=True)
+            # A link's target is made among the case's other files, as the kind it links to.
+            linked = {"link": good, "link to a device": make_device, "link to a fifo": os.mkfifo}
             if kind == "good":
                 good(path)
-            elif kind == "link":
+            elif kind in linked:
                 target = self._target(name)
-                good(target)
+                linked[kind](target)
                 os.symlink(os.path.relpath(target, parent or "."), path)
             elif kind == "dangling link":
                 os.symlink("nowhere/at-all", path)
@@ -523,14 +525,6 @@ class Maker:
                 os.mkfifo(path)
             elif kind == "device":
                 make_device(path)
-            elif kind == "link to a device":
-                target = self._target(name)
-                make_device(target)
-                os.symlink(os.path.relpath(target, parent or "."), path)
-            elif kind == "link to a fifo":
-                target = self._target(name)
-                os.mkfifo(target)
-                os.symlink(os.path.relpath(target, parent or "."), path)
             elif kind == "user file":
                 write(path, b"the user's own file\n")
             elif kind.startswith("damaged:"):

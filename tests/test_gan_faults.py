@@ -73,6 +73,15 @@ EVENTS: dict[str, Callable[[Path], bool]] = {
 }
 
 
+def wait_for(event: str, process: subprocess.Popen, workdir: Path) -> None:
+    """Returns once the run in `process` has reached `event`; fails if it ends or takes 2 minutes first."""
+    deadline = time.monotonic() + 120
+    while not EVENTS[event](workdir):
+        assert process.poll() is None, f"the run ended before '{event}'"
+        assert time.monotonic() < deadline, f"no '{event}' within 2 minutes"
+        time.sleep(0.001)
+
+
 def outcome(workdir: Path):
     """What a finished run leaves: its state, metrics (without times), kept checkpoints, previews."""
     state = jax.tree.map(np.asarray, load_latest(workdir))
@@ -95,11 +104,7 @@ def test_killed_run_resumes_to_the_same_bits(event, reference, tmp_path):
     workdir = tmp_path / "run"
     process = subprocess.Popen(command(workdir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not EVENTS[event](workdir):
-            assert process.poll() is None, f"the run ended before '{event}'"
-            assert time.monotonic() < deadline, f"no '{event}' within 2 minutes"
-            time.sleep(0.001)
+        wait_for(event, process, workdir)
     finally:
         process.kill()
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
@@ -160,11 +165,7 @@ def test_interrupted_run_ends_in_one_line_and_resumes_to_the_same_bits(event, si
     workdir = tmp_path / "run"
     process = subprocess.Popen(command(workdir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not EVENTS[event](workdir):
-            assert process.poll() is None, f"the run ended before '{event}'"
-            assert time.monotonic() < deadline, f"no '{event}' within 2 minutes"
-            time.sleep(0.001)
+        wait_for(event, process, workdir)
         for s in signals:
             process.send_signal(s)
             time.sleep(0.05)

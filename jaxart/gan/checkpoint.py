@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxart import interrupts
-from jaxart.cache import tree_checksum as _state_checksum
+from jaxart.cache import tree_checksum
 from jaxart.errors import InputError, RunError, option, os_error, reason
 from jaxart.files import check_utf8
 from jaxart.gan.config import GANConfig, as_json
@@ -98,7 +98,7 @@ class Checkpoints:
         if not _all_finite(state):
             raise RunError(f"the state at step {step} holds NaN or infinity; {self._last_good()}")
         self._finish()  # a failed earlier save is reported before this one starts
-        meta = {**meta, "state_sha256": _state_checksum(state)}
+        meta = {**meta, "state_sha256": tree_checksum(state)}
         self.saving = step
         try:
             # Begun, orbax's save runs threads that a start cut short leaves waiting forever.
@@ -140,7 +140,7 @@ class Checkpoints:
             target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
         state = self._restore(step, state=ocp.args.StandardRestore(target)).state
         if "state_sha256" in meta:
-            if _state_checksum(state) != meta["state_sha256"]:
+            if tree_checksum(state) != meta["state_sha256"]:
                 raise InputError(
                     f"{self._where(step)} is damaged (its state does not match its checksum); {self._fallback(step)}"
                 )

@@ -92,9 +92,7 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
                 "give a new or empty folder, so that none of them is touched"
             )
         _check_entries(workdir)
-        check_writable(workdir, option("workdir"))
-    else:
-        check_writable(workdir, option("workdir"))
+    check_writable(workdir, option("workdir"))
     return workdir
 
 
