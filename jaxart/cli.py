@@ -292,6 +292,7 @@ def add_config_arguments(
             dest=field.name,
             default=default,
             type=field.metadata["parse"],
+            nargs=field.metadata.get("nargs"),
             help=field.metadata["help"],
             choices=choices.get(field.name),
             metavar=None if field.name in choices else field.name.upper(),

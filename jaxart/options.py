@@ -89,6 +89,14 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1] (a share, a strength)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
+    return value
+
+
 def values(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     """A parser of comma-separated values, each parsed by `parse`: one value, or one per run of a
     sweep (e.g. '1e-4,2e-4')."""

@@ -74,29 +74,42 @@ def _positions(shape: tuple[int, ...], layer: str) -> int:
     return (shape[0] // stride) * (shape[1] // stride)
 
 
-def compute_targets(params: Any, content: jax.Array, style: Any, config: StyleConfig) -> Targets:
-    """Features of the normalised (H, W, 3) content and the style Gram targets, computed once.
+def content_features(params: Any, content: jax.Array, config: StyleConfig) -> dict[str, jax.Array]:
+    """The content loss's targets: features {layer: (1, h, w, c)} of the normalised (H, W, 3) content."""
+    return _features(params, content, config.content_layer_names, config.program)
+
+
+def style_grams(params: Any, style: Any, shape: tuple[int, ...], config: StyleConfig) -> dict[str, jax.Array]:
+    """The style loss's targets for a target image of (H, W, ...) `shape`: {layer: (C, C)}.
 
     Args:
       style: one normalised (h, w, 3) style image or a sequence of them, of any sizes.
     Each layer's Gram target is the `blend_weights`-weighted mean of the styles' Gram matrices,
     each first scaled by (the target's positions / its own positions) at that layer. A Gram
     matrix sums over positions, so this compares per-position averages: a style of any size
-    weighs as one of the content's size would, and the loss keeps the seed's normalisation
-    (exactly the seed's Gram for one style of the content's shape).
+    weighs as one of the target's size would, and the loss keeps the seed's normalisation
+    (exactly the seed's Gram for one style of the target's shape).
     """
     styles = _as_list(style)
-    program = config.program
-    content_features = _features(params, content, config.content_layer_names, program)
     grams: dict[str, jax.Array] = {}
     for share, image in zip(blend_weights(len(styles), config), styles):
-        features = _features(params, image, config.style_layer_names, program)
+        features = _features(params, image, config.style_layer_names, config.program)
         for name, f in features.items():
-            scale = float(share * _positions(content.shape, name) / _positions(image.shape, name))
+            scale = float(share * _positions(shape, name) / _positions(image.shape, name))
             grams[name] = grams.get(name, 0.0) + scale * gram_matrix(f[0])
+    return grams
+
+
+def compute_targets(params: Any, content: jax.Array, style: Any, config: StyleConfig) -> Targets:
+    """Features of the normalised (H, W, 3) content and the style Gram targets (`style_grams`
+    at the content's shape), computed once.
+
+    Args:
+      style: one normalised (h, w, 3) style image or a sequence of them, of any sizes.
+    """
     return Targets(
-        content_features,
-        grams,
+        content_features(params, content, config),
+        style_grams(params, style, content.shape, config),
         jnp.float32(config.content_weight),
         jnp.float32(config.style_weight),
         jnp.float32(config.tv_weight),
