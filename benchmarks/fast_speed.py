@@ -64,6 +64,7 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks.common import matmul_peak_gflops
+from jaxart import cli
 from jaxart.cache import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -443,6 +444,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main() -> None:
+    cli.keep_freed_memory()  # as `python -m jaxart.fast` does, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="square sides, multiples of 4")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per engine and size")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import errno
 import gc
@@ -102,6 +103,25 @@ def prepare_backend() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
     os.environ.update(distributed.cpu_threads_env(os.environ))
     enable_compile_cache()
+
+
+def keep_freed_memory() -> None:
+    """Asks glibc's malloc to keep freed memory for reuse (one arena, no mmap, no trimming below
+    1 GiB), where the C library is glibc; elsewhere nothing.
+
+    XLA's CPU runtime allocates every call's buffers afresh; by default glibc serves large blocks
+    with mmap and returns them on free, so each call faults its pages in again: ~80,000 page
+    faults (~330 MB) per 512 px call of a feed-forward network, a third of its time. Set before
+    the backend starts its threads, so they share the one arena. Process-wide: commands call it.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # malloc.h
+    libc.mallopt(m_arena_max, 1)
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 def add_process_arguments(group: argparse._ArgumentGroup) -> None:

@@ -16,7 +16,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-PUBLIC = ("jaxart.style", "jaxart.gan", "jaxart.vgg", "jaxart.weights", "jaxart.images", "jaxart.distributed")
+PUBLIC = (
+    "jaxart.style",
+    "jaxart.gan",
+    "jaxart.fast",
+    "jaxart.vgg",
+    "jaxart.weights",
+    "jaxart.images",
+    "jaxart.distributed",
+)
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 

@@ -344,3 +344,28 @@ def test_load_network_reads_a_trained_network_and_refuses_other_folders(files, r
     assert "jaxart-fast-workdir" in str(caught.value)
     with pytest.raises(InputError, match="another jaxart job"):
         loop.train(tiny_config(files), tiny_run(files, gan))
+
+
+def test_the_command_line_takes_several_styles_and_maps_flags_onto_the_configs():
+    from jaxart import cli
+    from jaxart.fast.__main__ import parser
+
+    args = parser().parse_args(["train", "--style", "a.png", "b.png", "--content", "photos", "--size", "64"])
+    config, run = cli.config_from_args(TrainConfig, args), cli.config_from_args(RunConfig, args)
+    assert config.style == ("a.png", "b.png") and config.size == 64 and run.content == "photos"
+
+
+def test_apply_takes_a_trained_network_and_mixes_its_styles(files, reference, tmp_path):
+    from jaxart import cli, images
+    from jaxart.fast.__main__ import main as fast_main
+
+    out = tmp_path / "mixed.png"
+    photo = files["photos"] / "p3.jpg"
+    argv = ["apply", "--workdir", str(reference[0]), "--content", str(photo), "--output", str(out), "--mix", "0:1,1:1"]
+    assert cli.run(fast_main, argv) == 0
+    module, params, names = loop.load_network(reference[0])
+    picture = images.load_image(photo)
+    expected = module.apply({"params": params}, picture[None], jnp.array([[0.5, 0.5]]))[0]
+    assert np.abs(images.to_uint8(expected).astype(int) - np.asarray(Image.open(out), int)).max() <= 1
+    # An index the network does not have is refused in one line.
+    assert cli.run(fast_main, [*argv[:-2], "--style-index", "2"]) == 2

@@ -147,10 +147,11 @@ def apply_command(args: argparse.Namespace) -> str:
     config = cli.config_from_args(apply.ApplyConfig, args)
     output = images.check_image_output(args.output)
     inputs, outputs, frames = _inputs(args, output)
-    named = {f"the content {str(p)!r}": p for p in inputs}
+    single = len(inputs) == 1 and not frames
+    named = {"--content": inputs[0]} if single else {f"the picture {p.name!r} of the folder": p for p in inputs}
     if args.style_image is not None:
         named["--style-image"] = args.style_image
-    check_distinct({f"the output {str(p)!r}": p for p in outputs}, named)
+    check_distinct({"--output": output} if single else {f"the output for {p.name!r}": p for p in outputs}, named)
     check_writable(output.parent)
     for path in inputs:
         images.image_size(path)  # a missing or unreadable picture, before the network loads
@@ -199,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "apply" and not args.compile_cache:
         os.environ[cache.COMPILE_CACHE_ENV] = "0"
+    cli.keep_freed_memory()
     cli.prepare_backend()
     print(apply_command(args) if args.command == "apply" else train_command(args))
     return 0

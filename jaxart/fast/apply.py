@@ -100,15 +100,15 @@ def mix_weights(text: str, styles: int) -> np.ndarray:
         try:
             i, w = int(index), float(weight) if sep else 1.0
         except ValueError:
-            raise ConfigError(f"--mix {text!r}: expected INDEX:WEIGHT pairs such as 3:0.5,12:0.5") from None
+            raise ConfigError(f"style mix {text!r}: expected INDEX:WEIGHT pairs such as 3:0.5,12:0.5") from None
         if not 0 <= i < styles:
-            raise ConfigError(f"--mix {text!r}: style {i} is not one of the network's 0..{styles - 1}")
+            raise ConfigError(f"style mix {text!r}: style {i} is not one of the network's 0..{styles - 1}")
         if not (np.isfinite(w) and w >= 0):
-            raise ConfigError(f"--mix {text!r}: weights must be finite and >= 0, got {weight}")
+            raise ConfigError(f"style mix {text!r}: weights must be finite and >= 0, got {weight}")
         weights[i] += w
     total = weights.sum()
     if not (np.isfinite(total) and total > 0):
-        raise ConfigError(f"--mix {text!r}: the weights sum to {total:g}; give at least one above 0")
+        raise ConfigError(f"style mix {text!r}: the weights sum to {total:g}; give at least one above 0")
     return (weights / total).astype(np.float32)
 
 

@@ -42,6 +42,32 @@ RESIDUAL = 5
 EXPAND = (16, 8)
 
 
+class _Depthwise(nn.Module):
+    """A depthwise 3x3 convolution with bias, TF "SAME" padding (as `nn.Conv` with one group per
+    channel), computed as nine shifted products: XLA's CPU backend runs grouped convolutions
+    ~10x slower than this one fused loop (the predictor: 283 ms -> 27 ms at 256 px here)."""
+
+    stride: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, 1, channels), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
+        (top, bottom), (left, right) = jax.lax.padtype_to_pads(x.shape[1:3], (3, 3), (self.stride,) * 2, "SAME")
+        x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        h = (x.shape[1] - 3) // self.stride + 1
+        w = (x.shape[2] - 3) // self.stride + 1
+        s = self.stride
+        taps = [
+            x[:, i : i + s * (h - 1) + 1 : s, j : j + s * (w - 1) + 1 : s] * kernel[i, j, 0].astype(self.dtype)
+            for i in range(3)
+            for j in range(3)
+        ]
+        return (sum(taps[1:], taps[0]) + bias.astype(self.dtype)).astype(self.dtype)
+
+
 class _InvertedResidual(nn.Module):
     """1x1 expansion, depthwise 3x3, linear 1x1 projection; a skip connection where the shape allows."""
 
@@ -56,10 +82,7 @@ class _InvertedResidual(nn.Module):
         y = x
         if self.expansion != 1:
             y = jax.nn.relu6(nn.Conv(channels * self.expansion, (1, 1), dtype=self.dtype, name="expand")(y))
-        width = y.shape[-1]
-        y = nn.Conv(
-            width, (3, 3), self.stride, padding="SAME", feature_group_count=width, dtype=self.dtype, name="depthwise"
-        )(y)
+        y = _Depthwise(self.stride, dtype=self.dtype, name="depthwise")(y)
         y = nn.Conv(self.features, (1, 1), dtype=self.dtype, name="project")(jax.nn.relu6(y))
         return x + y if self.stride == 1 and channels == self.features else y
 

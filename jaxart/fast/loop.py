@@ -57,7 +57,7 @@ from jaxart.files import read_json_lines
 from jaxart.gan.parallel import DATA, make_mesh, replicated
 from jaxart.workdir import Layout, check_workdir, is_workdir, locked
 
-__all__ = ["load_network", "summary", "train"]
+__all__ = ["load_network", "load_trained", "summary", "train"]
 
 LAYOUT = Layout(
     "jaxart-fast-workdir", {"checkpoints": True, "previews": True, "metrics.jsonl": False, "loss_curves.png": False}
@@ -360,10 +360,9 @@ def summary(run: RunConfig, seconds: float) -> str:
     )
 
 
-def load_network(workdir: str | os.PathLike) -> tuple[Transformer, Any, list[str]]:
-    """The network trained in `workdir` at its latest checkpoint: (module, params, the style
-    images' file names, in the order of the network's styles), for `module.apply({"params":
-    params}, images, mix)`. The checkpoint is verified against its checksum.
+def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, Any]:
+    """The run's config (as its checkpoint records it, style weight resolved) and the network's
+    params at the latest checkpoint, verified against its checksum.
 
     Raises InputError if `workdir` is not a fast-training folder, has no checkpoint, or its
     checkpoint cannot be read or fails its checks."""
@@ -380,4 +379,12 @@ def load_network(workdir: str | os.PathLike) -> tuple[Transformer, Any, list[str
         meta = checkpoints.read_meta(step)
         config = _config_from_meta(meta, checkpoints.where(step))
         state = checkpoints.restore(step, meta, local_target(state_shapes(config)))
-    return config.network, state.params, [Path(p).name for p in config.style]
+    return config, state.params
+
+
+def load_network(workdir: str | os.PathLike) -> tuple[Transformer, Any, list[str]]:
+    """The network trained in `workdir` at its latest checkpoint: (module, params, the style
+    images' file names, in the order of the network's styles), for `module.apply({"params":
+    params}, images, mix)`. Raises InputError as `load_trained` does."""
+    config, params = load_trained(workdir)
+    return config.network, params, [Path(p).name for p in config.style]
