@@ -24,6 +24,7 @@ from conftest import assert_same_bits
 from PIL import Image
 
 from jaxart import vgg
+from jaxart.cache import packaged
 from jaxart.checkpoint import Checkpoints
 from jaxart.distributed import host_devices_env
 from jaxart.errors import InputError
@@ -369,3 +370,19 @@ def test_apply_takes_a_trained_network_and_mixes_its_styles(files, reference, tm
     assert np.abs(images.to_uint8(expected).astype(int) - np.asarray(Image.open(out), int)).max() <= 1
     # An index the network does not have is refused in one line.
     assert cli.run(fast_main, [*argv[:-2], "--style-index", "2"]) == 2
+
+
+def test_the_train_command_as_readme_spells_it(files, tmp_path):
+    """`python -m jaxart.fast train --style A B --content DIR --workdir W`, then `apply --workdir W`."""
+    workdir, out = tmp_path / "w", tmp_path / "out.png"
+    train = [sys.executable, "-m", "jaxart.fast", "train", "--style", str(files["style_a"]), str(files["style_b"])]
+    train += ["--content", str(files["photos"]), "--workdir", str(workdir), "--weights", "random", "--size", "32"]
+    train += ["--batch-size", "2", "--max-steps", "2", "--checkpoint-every", "2", "--contract", "8,8,8"]
+    train += ["--expand", "8,8", "--residual", "1"]
+    done = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("trained to step 2")
+    apply = [sys.executable, "-m", "jaxart.fast", "apply", "--workdir", str(workdir), "--style-index", "1"]
+    done = subprocess.run(apply + ["--output", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == Image.open(packaged("examples", "content.png")).size  # apply's default content

@@ -183,14 +183,17 @@ def apply_command(args: argparse.Namespace) -> str:
     return f"{what}; wrote {shown}"
 
 
-def train_command(args: argparse.Namespace) -> str:
-    from jaxart.fast.loop import train
+def train_command(args: argparse.Namespace) -> str | None:
+    """Trains; the summary line, from the process that writes (None in the others)."""
+    from jaxart import distributed
+    from jaxart.fast.loop import summary, train
 
     cli.join_processes(args)
     config = cli.config_from_args(TrainConfig, args)
     run = cli.config_from_args(RunConfig, args)
+    start = time.perf_counter()
     train(config, run)
-    return f"trained; the network is in {shown_path(run.workdir)} (apply it with --workdir)"
+    return summary(run, time.perf_counter() - start) if distributed.is_writer() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[cache.COMPILE_CACHE_ENV] = "0"
     cli.keep_freed_memory()
     cli.prepare_backend()
-    print(apply_command(args) if args.command == "apply" else train_command(args))
+    line = apply_command(args) if args.command == "apply" else train_command(args)
+    if line:
+        print(line)
     return 0
 
 
