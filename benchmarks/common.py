@@ -37,21 +37,25 @@ def compiled_flops(jitted, *args, **kwargs) -> float:
     return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
 
 
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """One line naming the software and the machine."""
     import os
-    import platform
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return (
-        f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
+        f"{cpu_name()}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -63,7 +62,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from benchmarks.common import matmul_peak_gflops
+from benchmarks.common import cpu_name, matmul_peak_gflops
 from jaxart import cli
 from jaxart.cache import cache_dir
 
@@ -195,14 +194,8 @@ def load() -> list[float]:
 
 
 def machine(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return (
-        f"{cpu}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable: XLA CPU's thread pool); "
+        f"{cpu_name()}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable: XLA CPU's thread pool); "
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}; onnxruntime {ort.__version__} "
         f"(intra_op_num_threads {threads})"
     )

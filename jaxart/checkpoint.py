@@ -15,6 +15,8 @@ import gc
 import os
 import re
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -165,6 +167,22 @@ def local_target(shapes: Any) -> Any:
     target for a reader that is not part of a run's mesh."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+def restore_latest(
+    workdir: str | os.PathLike, missing: str, target: Callable[[dict[str, Any], str], Any]
+) -> tuple[Any, dict[str, Any]]:
+    """The state of the latest checkpoint in `workdir` and its meta. `target(meta, where)` gives the
+    structure to restore into (`where` names the checkpoint, for its errors). InputError(`missing`)
+    when there is no checkpoint; InputError as `Checkpoints.restore` for one that cannot be read."""
+    if not (Path(workdir) / "checkpoints").is_dir():
+        raise InputError(missing)
+    with Checkpoints(workdir, create=False) as checkpoints:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise InputError(missing)
+        meta = checkpoints.read_meta(step)
+        return checkpoints.restore(step, meta, target(meta, checkpoints.where(step))), meta
 
 
 def _describe(e: BaseException) -> str:

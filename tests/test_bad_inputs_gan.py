@@ -28,8 +28,9 @@ from conftest import FIXTURE
 
 from jaxart import cli, data
 from jaxart.cache import COMPILE_CACHE_ENV
+from jaxart.checkpoint import Checkpoints
 from jaxart.gan import __main__ as gan_main
-from jaxart.gan.checkpoint import Checkpoints, load_latest_run
+from jaxart.gan.checkpoint import load_latest_run
 from jaxart.gan.workdir import LOCK_FILE, locked
 
 TINY = ["--data", FIXTURE, "--hidden-dim", "32", "--latent-dim", "8", "--steps-per-call", "10"]

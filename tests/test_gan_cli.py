@@ -260,7 +260,8 @@ def test_checkpoint_of_an_earlier_state_format_is_refused_in_one_line(straight, 
     without it: resume, sample and eval refuse them in one line, saying why, and write nothing."""
     import orbax.checkpoint as ocp
 
-    from jaxart.gan.checkpoint import Checkpoints, load_latest_run
+    from jaxart.checkpoint import Checkpoints
+    from jaxart.gan.checkpoint import load_latest_run
 
     workdir = tmp_path / "old"
     shutil.copytree(straight[0], workdir)

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxart import distributed, images, training, vgg, weights
-from jaxart.checkpoint import Checkpoints, local_target
+from jaxart.checkpoint import Checkpoints, local_target, restore_latest
 from jaxart.errors import InputError, RunError, option, reason
 from jaxart.fast import photos
 from jaxart.fast.config import RunConfig, TrainConfig, as_json
@@ -369,17 +369,11 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, Any]:
     folder = Path(workdir)
     if not folder.is_dir() or not is_workdir(folder, LAYOUT):
         raise InputError(f"{option('workdir')} {str(folder)!r} is not the folder of a fast-style training run")
-    missing = InputError(f"{option('workdir')} {str(folder)!r} holds no checkpoint yet; train on until one is saved")
-    if not (folder / "checkpoints").is_dir():
-        raise missing
-    with Checkpoints(folder, create=False) as checkpoints:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise missing
-        meta = checkpoints.read_meta(step)
-        config = _config_from_meta(meta, checkpoints.where(step))
-        state = checkpoints.restore(step, meta, local_target(state_shapes(config)))
-    return config, state.params
+    missing = f"{option('workdir')} {str(folder)!r} holds no checkpoint yet; train on until one is saved"
+    state, meta = restore_latest(
+        folder, missing, lambda meta, where: local_target(state_shapes(_config_from_meta(meta, where)))
+    )
+    return _config_from_meta(meta, str(folder)), state.params  # read and checked as restored: cheap, pure
 
 
 def load_network(workdir: str | os.PathLike) -> tuple[Transformer, Any, list[str]]:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jaxart.checkpoint import Checkpoints, local_target
+from jaxart.checkpoint import local_target, restore_latest
 from jaxart.errors import InputError, option, reason
 from jaxart.gan.config import GANConfig, as_json
 from jaxart.gan.train import GANState, state_shapes
@@ -74,16 +74,11 @@ def load_latest_run(workdir: str | os.PathLike) -> tuple[GANState, dict[str, Any
     Raises InputError if there is no checkpoint, or it cannot be read or fails its checks.
     """
     workdir = Path(workdir)
-    missing = InputError(f"no checkpoints in {str(workdir)!r}; train first with {option('workdir')} {workdir}")
-    if not (workdir / "checkpoints").is_dir():
-        raise missing
-    with Checkpoints(workdir, create=False) as checkpoints:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise missing
-        meta = checkpoints.read_meta(step)
-        config = _config_from_meta(meta, f"{option('workdir')} {str(workdir)!r}")
-        return checkpoints.restore(step, meta, local_target(state_shapes(config.static))), meta
+    missing = f"no checkpoints in {str(workdir)!r}; train first with {option('workdir')} {workdir}"
+    where = f"{option('workdir')} {str(workdir)!r}"
+    return restore_latest(
+        workdir, missing, lambda meta, _: local_target(state_shapes(_config_from_meta(meta, where).static))
+    )
 
 
 def load_latest(workdir: str | os.PathLike) -> GANState:

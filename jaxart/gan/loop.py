@@ -27,10 +27,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxart import data, distributed, training
+from jaxart.checkpoint import Checkpoints
 from jaxart.errors import ConfigError, InputError, RunError, option
 from jaxart.files import keep_json_lines, read_json_lines
 from jaxart.gan import parallel
-from jaxart.gan.checkpoint import Checkpoints, check_resumable, run_meta
+from jaxart.gan.checkpoint import check_resumable, run_meta
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import steps_per_call
 from jaxart.gan.train import GANState, Metrics, epoch_order, run_keys, sample
