@@ -67,7 +67,7 @@ def main() -> None:
     print(header + "\n|" + " --- |" * 9)
     rows, matched = [], []
     for path in photos.list_photos(args.photos):
-        content = photos.center_crop(images.open_rgb(path), config.size)
+        content = images.to_float(photos.center_crop(images.open_rgb(path), config.size))
         for s, style in enumerate(style_images):
             mix = jnp.zeros((1, len(style_images))).at[0, s].set(1.0)
             grams = {name: g[s][None] for name, g in objective.style_grams.items()}

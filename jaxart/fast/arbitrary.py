@@ -27,7 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from jaxart.errors import InputError
-from jaxart.fast.networks import EPS, STRIDE, Conv, instance_norm, upsample
+from jaxart.fast.networks import EPS, STRIDE, Conv, instance_norm
 
 __all__ = ["STYLE_DIM", "ArbitraryTransformer", "StylePredictor", "convert_predictor", "convert_transformer"]
 
@@ -109,11 +109,12 @@ class _StyleLayer(nn.Module):
     features: int
     kernel: int
     relu: bool = True
+    upsample: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, style: jax.Array) -> jax.Array:
-        x = Conv(self.features, self.kernel, use_bias=True, dtype=self.dtype, name="conv")(x)
+        x = Conv(self.features, self.kernel, use_bias=True, upsample=self.upsample, dtype=self.dtype, name="conv")(x)
         gamma = nn.Dense(self.features, name="gamma")(style)[:, None, None, :]
         beta = nn.Dense(self.features, name="beta")(style)[:, None, None, :]
         x = (instance_norm(x) * gamma + beta).astype(self.dtype)
@@ -140,7 +141,7 @@ class ArbitraryTransformer(nn.Module):
             y = _StyleLayer(CONTRACT[-1], 3, dtype=self.dtype, name=f"res_{r}_0")(x, style)
             x = x + _StyleLayer(CONTRACT[-1], 3, relu=False, dtype=self.dtype, name=f"res_{r}_1")(y, style)
         for i, features in enumerate(EXPAND):
-            x = _StyleLayer(features, 3, dtype=self.dtype, name=f"expand_{i}")(upsample(x), style)
+            x = _StyleLayer(features, 3, upsample=True, dtype=self.dtype, name=f"expand_{i}")(x, style)
         x = _StyleLayer(3, 9, relu=False, dtype=self.dtype, name=f"expand_{len(EXPAND)}")(x, style)
         return jax.nn.sigmoid(x.astype(jnp.float32))[:, :h, :w]
 

@@ -8,8 +8,9 @@ saves; changing it between a run and its resume leaves the trajectory alone.
 The loss is the optimisation's (`jaxart.style`): the same layers, weights and Gram
 normalisation, and the same precedence of defaults. A style weight not given is the weights'
 own (`jaxart.weights.style_defaults`, stated for 400 px) scaled to the crop `size`
-(`jaxart.style.size_scaled_style_weight`); `jaxart.fast.train.resolve` fills it in once the
-VGG19 is loaded, and the checkpoint records the value.
+(`jaxart.style.size_scaled_style_weight`), times `jaxart.fast.train.NETWORK_STYLE_SCALE`
+(1/32); `jaxart.fast.train.resolve` fills it in once the VGG19 is loaded, and the checkpoint
+records the value.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class TrainConfig:
     content_weight: float = options.option(1.0, "weight of the content loss", options.non_negative_float)
     style_weight: float | None = options.option(
         None,
-        "weight of the style loss (default: the VGG19's own, as the style job's, scaled to --size)",
+        "weight of the style loss (default: the style job's for this VGG19, scaled to --size, divided by 32)",
         options.non_negative_float,
     )
     tv_weight: float = options.option(

@@ -7,13 +7,13 @@ upsampling followed by a convolution (no transposed convolutions, so no checkerb
 sigmoid onto [0, 1]. One network holds N styles; `mix` (one weight per style and image)
 combines their (gamma, beta), so an image can take one style or any blend of them.
 
-The building blocks (`reflect_pad`, `instance_norm`, `upsample`, `Conv`) are shared with the
+The building blocks (`reflect_pad`, `instance_norm`, `Conv`) are shared with the
 arbitrary-style pair in `jaxart.fast.arbitrary`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Conv", "Transformer", "instance_norm", "phase_conv", "reflect_pad", "upsample"]
+__all__ = ["Conv", "Transformer", "instance_norm", "phase_conv", "reflect_pad", "upsample_conv"]
 
 EPS = 1e-5  # the instance norm's, as in Dumoulin's and the ONNX exports'
 STRIDE = 4  # the contracting path halves the size twice
@@ -38,11 +38,6 @@ def instance_norm(x: jax.Array, eps: float = EPS) -> jax.Array:
     mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
     return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
-
-
-def upsample(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Nearest-neighbour upsampling by an integer factor."""
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
 def _valid_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
@@ -84,6 +79,37 @@ def phase_conv(x: jax.Array, kernel: jax.Array, phases: int = 2) -> jax.Array:
     return y[:, :out_h, :out_w]
 
 
+# [a, t, u]: 1 where tap u of the 3x3 kernel lands on tap t of a low-resolution 3x3 window for
+# output phase a. Upsampled row 2i + a reads low-resolution rows i-1, i, i (a = 0) or i, i, i+1
+# (a = 1) through taps 0, 1, 2.
+_UPSAMPLED_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x` upsampled by 2 (nearest neighbour), reflection-padded by 1 and convolved with the 3x3
+    HWIO `kernel`, computed at `x`'s resolution: one 3x3 convolution with 4x the output channels
+    (one group per output phase), then depth-to-space. The same multiply-adds, without the
+    4x-larger upsampled input, and more output channels, which XLA's CPU convolutions favour.
+
+    Reflecting the upsampled image by one pixel repeats the low-resolution edge, so the low
+    resolution input is edge-padded.
+    """
+    b, h, w, c = x.shape
+    out = kernel.shape[-1]
+    if kernel.shape[:2] != (3, 3):
+        raise ValueError(f"upsample_conv takes a 3x3 kernel, not {kernel.shape[0]}x{kernel.shape[1]}")
+    taps = jnp.asarray(_UPSAMPLED_TAPS, kernel.dtype)
+    phased = jnp.einsum("atu,bsv,uvco->tscabo", taps, taps, kernel, precision=jax.lax.Precision.HIGHEST)
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    y = _valid_conv(x, phased.reshape(3, 3, c, 4 * out).astype(x.dtype))
+    return y.reshape(b, h, w, 2, 2, out).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, out)
+
+
+def _upsampled(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any, **unused: Any) -> jax.Array:
+    """`upsample_conv` with the signature `flax.linen.Conv` calls its convolution with."""
+    return upsample_conv(lhs, rhs)
+
+
 def _by_phases(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any, **unused: Any) -> jax.Array:
     """`phase_conv` with the signature `flax.linen.Conv` calls its convolution with."""
     return phase_conv(lhs, rhs)
@@ -98,17 +124,27 @@ def _wants_phases(kernel: int, stride: int, in_channels: int, out_channels: int)
 
 
 class Conv(nn.Module):
-    """A convolution on a reflection-padded input: the output keeps the size (divided by the stride)."""
+    """A convolution on a reflection-padded input: the output keeps the size (divided by the stride).
+
+    upsample: first upsample the input by 2 (nearest), as `upsample_conv` does, 3x3 kernels only.
+    """
 
     features: int
     kernel: int
     stride: int = 1
     use_bias: bool = False
+    upsample: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        phases = _wants_phases(self.kernel, self.stride, x.shape[-1], self.features)
+        convolve: Callable[..., jax.Array]
+        if self.upsample:
+            convolve, pad = _upsampled, 0
+        elif _wants_phases(self.kernel, self.stride, x.shape[-1], self.features):
+            convolve, pad = _by_phases, self.kernel // 2
+        else:
+            convolve, pad = jax.lax.conv_general_dilated, self.kernel // 2
         conv = nn.Conv(
             self.features,
             (self.kernel, self.kernel),
@@ -116,10 +152,10 @@ class Conv(nn.Module):
             padding="VALID",
             use_bias=self.use_bias,
             dtype=self.dtype,
-            conv_general_dilated=_by_phases if phases else jax.lax.conv_general_dilated,
+            conv_general_dilated=convolve,
             name="conv",
         )
-        return conv(reflect_pad(x, self.kernel // 2))
+        return conv(reflect_pad(x, pad))
 
 
 class CondNorm(nn.Module):
@@ -145,11 +181,12 @@ class _Layer(nn.Module):
     styles: int
     stride: int = 1
     relu: bool = True
+    upsample: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, mix: jax.Array) -> jax.Array:
-        x = Conv(self.features, self.kernel, self.stride, dtype=self.dtype, name="conv")(x)
+        x = Conv(self.features, self.kernel, self.stride, upsample=self.upsample, dtype=self.dtype, name="conv")(x)
         x = CondNorm(self.styles, name="norm")(x, mix)
         return nn.relu(x) if self.relu else x
 
@@ -184,6 +221,6 @@ class Transformer(nn.Module):
             y = _Layer(x.shape[-1], 3, self.styles, dtype=self.dtype, name=f"res_{r}_0")(x, mix)
             x = x + _Layer(x.shape[-1], 3, self.styles, relu=False, dtype=self.dtype, name=f"res_{r}_1")(y, mix)
         for i, features in enumerate(self.expand):
-            x = _Layer(features, 3, self.styles, dtype=self.dtype, name=f"expand_{i}")(upsample(x), mix)
+            x = _Layer(features, 3, self.styles, upsample=True, dtype=self.dtype, name=f"expand_{i}")(x, mix)
         x = _Layer(3, 9, self.styles, relu=False, dtype=self.dtype, name=f"expand_{len(self.expand)}")(x, mix)
         return jax.nn.sigmoid(x.astype(jnp.float32))[:, :h, :w]
