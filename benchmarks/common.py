@@ -56,7 +56,7 @@ def machine() -> str:
 
     return (
         f"{cpu_name()}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}"
     )
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import machine
-from jaxart import images, weights
+from jaxart import backend, images, weights
 from jaxart.fast import photos
 from jaxart.fast.loop import load_trained
 from jaxart.fast.train import make_objective, perceptual_loss
@@ -41,6 +41,7 @@ def first_at_or_below(history: np.ndarray, bar: float) -> int | None:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--photos", required=True, help="held-out photos (never in the training folder)")

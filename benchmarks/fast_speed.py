@@ -63,7 +63,7 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks.common import cpu_name, matmul_peak_gflops
-from jaxart import cli
+from jaxart import backend, cli
 from jaxart.cache import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def machine(threads: int) -> str:
     return (
         f"{cpu_name()}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable: XLA CPU's thread pool); "
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}; onnxruntime {ort.__version__} "
-        f"(intra_op_num_threads {threads})"
+        f"(intra_op_num_threads {threads}); XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}"
     )
 
 
@@ -437,7 +437,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main() -> None:
-    cli.keep_freed_memory()  # as `python -m jaxart.fast` does, before the backend starts
+    # As `python -m jaxart.fast` does, before the backend starts.
+    cli.keep_freed_memory()
+    backend.set_xla_flags()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="square sides, multiples of 4")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per engine and size")

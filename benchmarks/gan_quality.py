@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import machine
-from jaxart import data, schedule
+from jaxart import backend, data, schedule
 from jaxart.gan import GANConfig, parallel
 from jaxart.gan.evaluate import eval_config, evaluate_samples, load_judge_and_reference, sample_images
 from jaxart.gan.models import steps_per_call
@@ -105,6 +105,7 @@ def table(records: list[dict]) -> str:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=list(NAMES), default=list(NAMES))
     parser.add_argument("--seeds", type=int, default=5, help="seeds per model: F .. F+S-1")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from jaxart import backend
 from jaxart.distributed import host_devices_env
 
 RESULT = "RESULT "
@@ -130,6 +131,7 @@ def equivalence(source: str, steps: int = 50) -> None:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 4, 16])

@@ -35,7 +35,7 @@ import torch
 
 from benchmarks.common import compiled_flops, machine, matmul_peak_gflops
 from benchmarks.seed_gan import BATCH, SeedGAN, mnist_as_written
-from jaxart import data
+from jaxart import backend, data
 from jaxart.files import read_json_lines
 from jaxart.gan import GANConfig, init_state, run_keys, train_step, train_steps
 from jaxart.gan.train import step as gan_step
@@ -177,6 +177,7 @@ def summary(values: list[float], unit: str) -> str:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist", help="'mnist', 'fashion-mnist' or a folder of IDX files")
     parser.add_argument("--steps", type=int, default=2000, help="timed steps per loop and turn")

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.common import EXAMPLES, machine
-from jaxart import images, vgg, weights
+from jaxart import backend, images, vgg, weights
 from jaxart.style import (
     StyleConfig,
     compute_targets,
@@ -244,6 +244,7 @@ def sweep(args, params) -> None:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=400, help="the content's longest side")
     parser.add_argument("--bar-steps", type=int, default=2000, help="the seed loop's steps that set the bar")

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import machine, seconds
-from jaxart import vgg
+from jaxart import backend, vgg
 from jaxart.distributed import cpu_threads_env
 from jaxart.style import (
     StyleConfig,
@@ -193,6 +193,7 @@ SECTIONS = ("memory", "remat", "batch", "bfloat16", "devices", "frames")
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2, 8], help="memory budgets, GiB")
     parser.add_argument("--remat-size", type=int, default=256, help="side at which to time remat")

@@ -41,7 +41,7 @@ from benchmarks.common import (
     random_vgg19,
     seconds,
 )
-from jaxart import vgg
+from jaxart import backend, vgg
 from jaxart.style import StyleConfig, compute_targets, init_state, memory, sharding, train_steps
 from jaxart.style.loop import compile_step
 from jaxart.style.transfer import steps_per_call
@@ -191,6 +191,7 @@ def memory_section(args, params, model) -> None:
 
 
 def main() -> None:
+    backend.set_xla_flags()  # as the commands run, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[400, 128], help="content's longest side")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per loop and size")

@@ -88,19 +88,15 @@ def _flags_by_dest(parser: argparse.ArgumentParser, namespace: argparse.Namespac
 
 
 def prepare_backend() -> None:
-    """What every command sets before JAX compiles anything: the persistent compilation
-    cache (see `jaxart.cache.enable_compile_cache`) and, for GPUs, XLA's deterministic
-    algorithms, so that a resumed run repeats an uninterrupted one bit for bit there as on
-    the CPU; for forced CPU devices, threads enough for their collectives
-    (`jaxart.distributed.cpu_threads_env`).
+    """What every command sets before JAX compiles anything: XLA's flags
+    (`jaxart.backend.set_xla_flags`), the persistent compilation cache (see
+    `jaxart.cache.enable_compile_cache`) and, for forced CPU devices, threads enough for their
+    collectives (`jaxart.distributed.cpu_threads_env`).
     Process-wide, so commands call it; library functions never do."""
-    from jaxart import distributed
+    from jaxart import backend, distributed
     from jaxart.cache import enable_compile_cache
 
-    # XLA reads its flags when the first backend starts; a later change has no effect.
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_gpu_deterministic_ops" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    backend.set_xla_flags()
     os.environ.update(distributed.cpu_threads_env(os.environ))
     enable_compile_cache()
 

@@ -27,6 +27,10 @@ from jaxart.files import atomic_path, check_output_path, regular_file
 __all__ = ["image_size", "load_image", "make_grid", "save_image"]
 
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+# PNG at zlib level 1 (OpenCV's default), not Pillow's 6: the same pixels, written 4x faster (25 ms
+# against 100 ms for a stylised 512x344 picture) in files ~17% larger. A folder of pictures
+# through a feed-forward network spent more time compressing than computing.
+SAVE_OPTIONS = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 
 
 def _bomb(path: Path) -> InputError:
@@ -142,9 +146,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     path = check_image_output(path)
     pil = Image.fromarray(to_uint8(image))
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     with atomic_path(path) as tmp:
-        pil.save(tmp, format=fmt, **options)
+        pil.save(tmp, format=fmt, **SAVE_OPTIONS[fmt])
     return path
 
 

@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxart import backend
+
 FIXTURES = Path(__file__).parent / "fixtures"
 # Set at import, before any test or subprocess starts (and before JAX starts a backend), so both
-# see them: a temporary cache, and on GPUs the deterministic algorithms that bit-exact checks need.
+# see them: a temporary cache, and the commands' XLA flags (on GPUs, the deterministic algorithms
+# that bit-exact checks need).
 os.environ["JAXART_CACHE"] = tempfile.mkdtemp(prefix="jaxart-test-cache-")
 # It holds converted VGG19s (~300 MB a run): left behind, repeated runs fill the disk.
 atexit.register(shutil.rmtree, os.environ["JAXART_CACHE"], ignore_errors=True)
-if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+backend.set_xla_flags()  # what the commands run under
 
 
 def pytest_configure(config):

@@ -24,6 +24,7 @@ PUBLIC = (
     "jaxart.weights",
     "jaxart.images",
     "jaxart.distributed",
+    "jaxart.backend",
 )
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 

@@ -50,3 +50,12 @@ def test_upsample_conv_takes_only_3x3():
 def test_reflect_pad_does_not_repeat_the_edge():
     x = jnp.arange(4.0).reshape(1, 2, 2, 1)
     assert reflect_pad(x, 1)[0, :, :, 0].tolist() == [[3, 2, 3, 2], [1, 0, 1, 0], [3, 2, 3, 2], [1, 0, 1, 0]]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 3, 5, 3), (1, 9, 4, 1)])
+@pytest.mark.parametrize("pad", [1, 4])
+def test_reflect_pad_is_numpys_at_any_size(shape, pad):
+    """Including pads wider than the picture (a 1x1 one, or 3 rows padded by 4), reflected again."""
+    x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    want = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(np.asarray(reflect_pad(jnp.asarray(x), pad)), want)
