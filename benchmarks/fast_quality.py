@@ -41,7 +41,7 @@ def first_at_or_below(history: np.ndarray, bar: float) -> int | None:
 
 
 def main() -> None:
-    backend.set_xla_flags()  # as the commands run, before the backend starts
+    backend.set_xla_flags(own_convolutions=True)  # as `python -m jaxart.fast` runs, before the backend starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--photos", required=True, help="held-out photos (never in the training folder)")

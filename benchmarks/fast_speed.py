@@ -439,7 +439,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def main() -> None:
     # As `python -m jaxart.fast` does, before the backend starts.
     cli.keep_freed_memory()
-    backend.set_xla_flags()
+    backend.set_xla_flags(own_convolutions=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="square sides, multiples of 4")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per engine and size")

@@ -87,16 +87,16 @@ def _flags_by_dest(parser: argparse.ArgumentParser, namespace: argparse.Namespac
     return flags
 
 
-def prepare_backend() -> None:
+def prepare_backend(own_convolutions: bool = False) -> None:
     """What every command sets before JAX compiles anything: XLA's flags
-    (`jaxart.backend.set_xla_flags`), the persistent compilation cache (see
+    (`jaxart.backend.set_xla_flags`, `own_convolutions` passed on), the persistent compilation cache (see
     `jaxart.cache.enable_compile_cache`) and, for forced CPU devices, threads enough for their
     collectives (`jaxart.distributed.cpu_threads_env`).
     Process-wide, so commands call it; library functions never do."""
     from jaxart import backend, distributed
     from jaxart.cache import enable_compile_cache
 
-    backend.set_xla_flags()
+    backend.set_xla_flags(own_convolutions)
     os.environ.update(distributed.cpu_threads_env(os.environ))
     enable_compile_cache()
 

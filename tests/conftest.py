@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ["JAXART_CACHE"] = tempfile.mkdtemp(prefix="jaxart-test-cache-")
 # It holds converted VGG19s (~300 MB a run): left behind, repeated runs fill the disk.
 atexit.register(shutil.rmtree, os.environ["JAXART_CACHE"], ignore_errors=True)
-backend.set_xla_flags()  # what the commands run under
+backend.set_xla_flags()  # what the style and GAN commands run under
 
 
 def pytest_configure(config):
