@@ -43,6 +43,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _environment_kept():
+    """A command run in-process sets process-wide variables (`jaxart.fast`'s XLA flags among
+    them) after this process's backend started: restored after each test, so later tests'
+    subprocesses compile what this process compiles (bit-exact resumes compare the two)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def mount_tmpfs(folder: Path, options: str) -> bool:
     """Mounts a small tmpfs (e.g. "size=64k", "ro,size=64k") on an existing folder; False
     where that is not allowed (not root, no mount): the caller skips or fakes the case."""
