@@ -11,7 +11,7 @@ __all__ = ["set_xla_flags", "xla_flags"]
 # XLA's CPU backend hands convolutions, dots and reductions to YNNPACK by default (jaxlib 0.10).
 # Its convolutions are what made jaxart's small-channel networks slow: a 3x3, 32-channel
 # convolution at 256 px took 80-90 ms there and 10 ms in XLA's own (Eigen) convolution, and
-# multistyle26 went from 0.45x onnxruntime's speed to 1.2x. Dots and reductions stay with YNNPACK.
+# multistyle26 went from 0.58-0.65x onnxruntime's speed to 1.01-1.15x (benchmarks/RESULTS.md). Dots and reductions stay with YNNPACK.
 # The flag is experimental, and XLA aborts on a flag it does not know, so it is set only for the
 # jaxlib versions it was measured on; and only where asked (`python -m jaxart.fast`): the style
 # job's VGG19 evaluation did not get faster, and its checks of remat and sharded runs against

@@ -17,8 +17,8 @@ from jaxart import backend
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Set at import, before any test or subprocess starts (and before JAX starts a backend), so both
-# see them: a temporary cache, and the commands' XLA flags (on GPUs, the deterministic algorithms
-# that bit-exact checks need).
+# see them: a temporary cache, and the style and GAN commands' XLA flags (on GPUs, the deterministic
+# algorithms that bit-exact checks need).
 os.environ["JAXART_CACHE"] = tempfile.mkdtemp(prefix="jaxart-test-cache-")
 # It holds converted VGG19s (~300 MB a run): left behind, repeated runs fill the disk.
 atexit.register(shutil.rmtree, os.environ["JAXART_CACHE"], ignore_errors=True)

@@ -52,7 +52,7 @@ def phase_conv(x: jax.Array, kernel: jax.Array, phases: int = 2) -> jax.Array:
 
     XLA's CPU convolutions are slow for a few output channels and fast for many; this trades ~25%
     more multiply-adds (the kernel's zero taps) for 2-5x the speed of a 9x9 layer to RGB (from RGB,
-    about the same). Measured under the commands' XLA flags (`jaxart.backend.xla_flags`).
+    about the same). Measured under `python -m jaxart.fast`'s XLA flags (`jaxart.backend.xla_flags`).
     """
     b, h, w, c = x.shape
     k, _, _, o = kernel.shape
