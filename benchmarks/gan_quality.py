@@ -28,7 +28,7 @@ from jaxart import backend, data, schedule
 from jaxart.gan import GANConfig, parallel
 from jaxart.gan.evaluate import eval_config, evaluate_samples, load_judge_and_reference, sample_images
 from jaxart.gan.models import steps_per_call
-from jaxart.gan.train import epoch_order, run_keys, sample
+from jaxart.gan.train import epoch_order, run_keys, sample_state
 
 NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN, jaxart"}
 SCORES = ("fcd", "inception_score", "kl_to_uniform", "recall", "precision")
@@ -56,9 +56,10 @@ def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -
             emit("seed", s, 1, e, done, seconds, score(sampled[: config.num_samples], judge, reference, config))
 
 
-def train_jaxart(model, images, seeds, epochs, judge, reference, config, emit) -> None:
-    """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device."""
-    run = GANConfig(model=model, seed=seeds[0])
+def train_jaxart(model, images, seeds, epochs, ema_decay, judge, reference, config, emit) -> None:
+    """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device; each run
+    scored twice, its trained generator and (with `ema_decay`) its moving average."""
+    run = GANConfig(model=model, seed=seeds[0], ema_decay=ema_decay)
     configs = [run.run(r, len(seeds)) for r in range(len(seeds))]
     mesh = parallel.make_mesh(run.batch_size, devices=1, runs=len(seeds))
     state = parallel.init_runs(mesh, configs)
@@ -76,27 +77,33 @@ def train_jaxart(model, images, seeds, epochs, judge, reference, config, emit) -
             runs = [parallel.local(one) for one in parallel.unstack(mesh, state)]
             seconds = time.perf_counter() - start
             for one, s in zip(runs, seeds):
-                fn = lambda key, n, one=one: sample(one.g_params, key, n, one.config, one.g_collections)  # noqa: E731
-                sampled = sample_images(fn, jax.random.key(config.seed), config.num_samples, config.sample_batch_size)
-                result = score(sampled, judge, reference, config)
-                emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
+                for generator in ("raw", "ema") if ema_decay else ("raw",):
+                    fn = lambda key, n, one=one, raw=generator == "raw": sample_state(one, key, n, raw)  # noqa: E731
+                    sampled = sample_images(
+                        fn, jax.random.key(config.seed), config.num_samples, config.sample_batch_size
+                    )
+                    result = score(sampled, judge, reference, config) | {"generator": generator}
+                    emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
             start = time.perf_counter() - seconds  # scoring is not training time
 
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| model | epochs | seeds | FCD mean ± sd | FCD min-max | score mean ± sd | recall mean ± sd "
+        "| model | generator | epochs | seeds | FCD mean ± sd | FCD min-max | score mean ± sd | recall mean ± sd "
         "| missing classes (mean) | train time per run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # Records of versions before the moving average scored the trained generator.
+    kinds = sorted({(r["model"], r.get("generator", "raw") == "ema", r["epochs"]) for r in records})
     for model in NAMES:
-        for e in sorted({r["epochs"] for r in records if r["model"] == model}):
-            rs = [r for r in records if r["model"] == model and r["epochs"] == e]
+        for _, ema, e in [k for k in kinds if k[0] == model]:
+            generator = "ema" if ema else "raw"
+            rs = [r for r in records if (r["model"], r.get("generator", "raw"), r["epochs"]) == (model, generator, e)]
             fcd, sc, rec = (np.array([r[k] for r in rs]) for k in ("fcd", "inception_score", "recall"))
             sd = lambda x, f: format(x.std(ddof=1), f) if len(x) > 1 else "-"  # noqa: E731
             per_run = np.mean([r["seconds"] / r["runs_together"] for r in rs]) / 60
             lines.append(
-                f"| {NAMES[model]} | {e} | {len(rs)} | {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
+                f"| {NAMES[model]} | {generator} | {e} | {len(rs)} | {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
                 f"| {fcd.min():.1f}-{fcd.max():.1f} | {sc.mean():.2f} ± {sd(sc, '.2f')} "
                 f"| {rec.mean():.3f} ± {sd(rec, '.3f')} "
                 f"| {np.mean([r['missing'] for r in rs]):.1f} | {per_run:.1f} min |"
@@ -119,6 +126,12 @@ def main() -> None:
         help="jaxart runs per vmapped program (0: all seeds; vmapped convolutions are slow on CPU, so 1 for the DCGAN there)",
     )
     parser.add_argument("--num", type=int, default=10_000, help="samples scored per run")
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=GANConfig.ema_decay,
+        help="jaxart's runs keep this moving average of the generator and score it beside the trained one (0: none)",
+    )
     parser.add_argument("--torch-threads", type=int, default=1, help="the PyTorch seed's threads")
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
@@ -150,7 +163,8 @@ def main() -> None:
         else:
             together = args.together or len(seeds)
             for group in range(0, len(seeds), together):
-                train_jaxart(model, images, seeds[group : group + together], epochs, judge, reference, config, emit)
+                group_seeds = seeds[group : group + together]
+                train_jaxart(model, images, group_seeds, epochs, args.ema_decay, judge, reference, config, emit)
 
 
 if __name__ == "__main__":

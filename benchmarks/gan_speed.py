@@ -9,7 +9,8 @@ command's own speed and start times.
    step) against a float32 matmul peak measured here. "plain jit step" is issue 11's reference:
    the same step with the indices drawn inside it and no metrics.
 2. `python -m jaxart.gan train --max-steps N`: the training time it records in metrics.jsonl
-   (start-up excluded), as steps/s beside the engine's.
+   (start-up excluded), as steps/s beside the engine's; and in turns with `--no-tensorboard`,
+   what writing TensorBoard's event files costs.
 3. Start times of `python -m jaxart.gan train --max-steps 1`: cold (an empty compile cache) and
    warm (the cache filled by the previous run), --repeats each, wall clock of the process.
 The load average is printed with each part: on a shared machine, compare ratios, not rates.
@@ -131,12 +132,12 @@ def jax_plain(images: np.ndarray, config: GANConfig) -> Callable[[int], int]:
     return run
 
 
-def cli_rate(data_source: str, steps: int, env: dict[str, str]) -> float:
+def cli_rate(data_source: str, steps: int, env: dict[str, str], *flags: str) -> float:
     """steps/s of `python -m jaxart.gan train`, from the training time it records (no start-up)."""
     with tempfile.TemporaryDirectory() as workdir:
         subprocess.run(
             [sys.executable, "-m", "jaxart.gan", "train", "--workdir", workdir, "--data", data_source]
-            + ["--max-steps", str(steps), "--checkpoint-every", str(steps)],
+            + ["--max-steps", str(steps), "--checkpoint-every", str(steps), *flags],
             cwd=ROOT,
             env=env,
             check=True,
@@ -170,6 +171,20 @@ def start_seconds(data_source: str, env: dict[str, str]) -> float:
         return time.perf_counter() - start
 
 
+def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None) -> None:
+    """Part 2: the command's steps/s, with TensorBoard's event files and without, in turns."""
+    env = {**os.environ, "JAXART_CACHE": str(scratch / "cache")}
+    with_events, without = [], []
+    for _ in range(args.repeats):
+        with_events.append(cli_rate(args.data, args.cli_steps, env))
+        without.append(cli_rate(args.data, args.cli_steps, env, "--no-tensorboard"))
+    print(f"\n`train --max-steps {args.cli_steps}` (training time it records): {summary(with_events, 'steps/s')}; ")
+    print(f"  --no-tensorboard: {summary(without, 'steps/s')}; ")
+    print(f"  with / without TensorBoard (medians): {statistics.median(with_events) / statistics.median(without):.3f}")
+    if engine is not None:
+        print(f"  command / engine (K={min(args.k)}, medians): {statistics.median(with_events) / engine:.2f}; {load()}")
+
+
 def summary(values: list[float], unit: str) -> str:
     return (
         f"best {min(values) if unit == 's' else max(values):.1f} {unit}, median {statistics.median(values):.1f} {unit}"
@@ -184,6 +199,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="turns per loop (and start-ups per kind)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 50], help="steps per call to time")
     parser.add_argument("--cli-steps", type=int, default=3000, help="steps of the timed command (0: skip)")
+    parser.add_argument("--only-command", action="store_true", help="part 2 alone, without the engine's ratio")
     args = parser.parse_args()
     # Every folder the benchmark writes (the seed's data set, compile caches) goes, at the end.
     with tempfile.TemporaryDirectory(prefix="jaxart-bench-") as scratch:
@@ -198,6 +214,10 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
     flops = compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
     peak = matmul_peak_gflops()
     print(machine())
+    if args.only_command:
+        print(load(), "(before)")
+        command_rates(args, scratch, None)
+        return
     print(f"{len(images)} images, batch {BATCH}, {args.steps} timed steps a turn, {args.repeats} turns")
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
 
@@ -229,11 +249,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
         )
 
     if args.cli_steps:
-        env = {**os.environ, "JAXART_CACHE": str(scratch / "cache")}
-        cli = [cli_rate(args.data, args.cli_steps, env) for _ in range(args.repeats)]
-        engine = statistics.median(results[f"jaxart train_steps (K={min(args.k)})"])
-        print(f"\n`train --max-steps {args.cli_steps}` (training time it records): {summary(cli, 'steps/s')}; ")
-        print(f"  command / engine (K={min(args.k)}, medians): {statistics.median(cli) / engine:.2f}; {load()}")
+        command_rates(args, scratch, statistics.median(results[f"jaxart train_steps (K={min(args.k)})"]))
 
         cold, warm = [], []
         for turn in range(args.repeats):

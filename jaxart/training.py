@@ -26,6 +26,7 @@ from jaxart import distributed, schedule
 from jaxart.errors import InputError
 from jaxart.files import JsonLinesWriter, keep_json_lines
 from jaxart.progress import Progress
+from jaxart.tensorboard import TensorBoard
 
 LOG_EVERY_STEPS = 100  # fetch metrics from the device in blocks, so dispatch runs ahead of the host
 
@@ -62,10 +63,12 @@ class MetricsLog:
         column: int = 0,
         label: dict[str, Any] | None = None,
         write: bool = True,
+        events: TensorBoard | None = None,
     ):
         """names: the metrics logged, in order. column: this run's index in the metrics' runs axis.
         label: fields that start each line (e.g. {"run": r}). write: False in all processes but
-        the writer, which reads the same metrics."""
+        the writer, which reads the same metrics. events: where each line's metrics go as
+        TensorBoard scalars too."""
         self.names, self.column, self.label = tuple(names), column, label or {}
         self.rows = keep_json_lines(path, up_to(resume_step)) if write else []
         for row in self.rows:
@@ -73,6 +76,7 @@ class MetricsLog:
         self.steps_per_epoch = steps_per_epoch
         self.seconds = self.rows[-1]["seconds"] if self.rows else 0.0  # training time, evaluations excluded
         self.writer = JsonLinesWriter(path) if write else None
+        self.events = events
         self.pending: list[tuple[int, Metrics]] = []  # (steps before the call, its metrics)
         self.clock = time.perf_counter()
 
@@ -124,6 +128,9 @@ class MetricsLog:
         if self.writer:
             self.writer.write(rows)
             self.rows.extend(rows)
+        if self.events:
+            for row in rows:
+                self.events.scalars(row["step"], {name: row[name] for name in self.names})
         return (rows[-1] if rows else None), bad
 
     def restart_clock(self) -> None:

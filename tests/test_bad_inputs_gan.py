@@ -547,21 +547,16 @@ def test_sample_draws_fixed_size_batches_as_eval_does(trained, tmp_path, monkeyp
 
     train = importlib.import_module("jaxart.gan.train")  # (jaxart.gan.train is also a function)
 
-    sizes, original = [], train.sample
+    sizes, original = [], train.sample_state
     monkeypatch.setattr(
-        train, "sample", lambda g_params, key, n, *rest: sizes.append(n) or original(g_params, key, n, *rest)
+        train, "sample_state", lambda state, key, n, *rest: sizes.append(n) or original(state, key, n, *rest)
     )
     assert run_cli(["sample", "--workdir", trained, "--num", 2500, "--out", tmp_path / "s.npy"]) == 0, (
         capsys.readouterr()
     )
     assert sizes == [1000, 1000, 1000]
     state = load_latest_run(trained)[0]
-    expected = sample_images(
-        lambda key, n: original(state.g_params, key, n, state.config, state.g_collections),
-        jax.random.key(0),
-        2500,
-        1000,
-    )
+    expected = sample_images(lambda key, n: original(state, key, n), jax.random.key(0), 2500, 1000)
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), expected)
 
 
@@ -569,7 +564,7 @@ def test_sample_of_a_npy_larger_than_the_disk_is_refused_before_any_work(trained
     train = importlib.import_module("jaxart.gan.train")  # (jaxart.gan.train is also a function)
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=2**30, used=0, free=2**30))
-    monkeypatch.setattr(train, "sample", lambda *args: pytest.fail("sampled first"))
+    monkeypatch.setattr(train, "sample_state", lambda *args: pytest.fail("sampled first"))
     err = assert_one_line(
         run_cli(["sample", "--workdir", trained, "--num", 10**8, "--out", tmp_path / "s.npy"]), 2, capsys
     )

@@ -100,3 +100,26 @@ def test_bad_eval_input_is_one_line_and_writes_nothing(case, runs, tmp_path, cap
     assert status == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == [] and (runs[1] / evaluate.REPORT_FILE).read_bytes() == before
+
+
+def test_eval_judges_the_moving_average_unless_raw(runs, tmp_path, capsys):
+    workdir = tmp_path / "copy"
+    shutil.copytree(runs[1], workdir)
+    for flags in ([], ["--raw"]):
+        run(["eval", "--workdir", workdir, "--num", "200", *flags])
+    ema, raw = read_json_lines(workdir / evaluate.REPORT_FILE)[-2:]
+    assert (ema["generator"], raw["generator"]) == ("ema", "raw")
+    assert ema["fcd"] != raw["fcd"]
+    assert "(ema generator)" in capsys.readouterr().out
+
+
+def test_tensorboard_holds_the_evaluations(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(runs[1] / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    records = read_json_lines(runs[1] / evaluate.REPORT_FILE)[:3]
+    for name in ("fcd", "inception_score", "precision", "recall"):
+        logged = events.Scalars(f"eval/{name}")
+        assert [e.step for e in logged] == [r["step"] for r in records]
+        np.testing.assert_allclose([e.value for e in logged], [r[name] for r in records], rtol=1e-6)

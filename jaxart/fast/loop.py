@@ -305,10 +305,12 @@ class _Job:
     last_plot: float = dataclasses.field(default_factory=time.perf_counter)
 
     def actions(self) -> list[training.Periodic]:
+        """The checkpoint last: a run resumes after its checkpoint's step and never redoes that
+        step's actions, so one killed between them would lose a preview taken after the save."""
         return [
-            training.Periodic(self.checkpoint, self.run.checkpoint_every, at_end=True),
             training.Periodic(self.preview, self.run.preview_every or self.run.checkpoint_every, at_end=True),
             training.Periodic(self.plot, self.run.checkpoint_every, at_end=True),
+            training.Periodic(self.checkpoint, self.run.checkpoint_every, at_end=True),
         ]
 
     def checkpoint(self, state: FastState, step: int) -> None:

@@ -53,6 +53,7 @@ def parser() -> cli.ArgumentParser:
     sample.add_argument("--out", required=True, help="output file, .npy or .png")
     sample.add_argument("--seed", type=options.non_negative_int, default=0, help="seed of the latent noise")
     sample.add_argument("--run", type=options.non_negative_int, help="of a --runs workdir: which run (0, 1, ...)")
+    _add_raw_argument(sample)
     evaluate = commands.add_parser(
         "eval",
         help="measure the latest checkpoint with the judge of its data",
@@ -80,6 +81,7 @@ def parser() -> cli.ArgumentParser:
         default=0,
         help="seed of the latent noise (training's --eval-every uses 0)",
     )
+    _add_raw_argument(evaluate)
     judge = commands.add_parser(
         "judge",
         help="train (or load) and cache the classifier that judges GAN samples",
@@ -96,6 +98,14 @@ def parser() -> cli.ArgumentParser:
             f"(--no-compile-cache is {COMPILE_CACHE_ENV}=0)",
         )
     return top
+
+
+def _add_raw_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--raw",
+        action="store_true",
+        help="draw from the trained generator, not its moving average (the default where the run kept one)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,15 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed.is_writer():
             print(summary(run, time.perf_counter() - start))
     elif args.command == "sample":
-        _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed)
+        _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed, args.raw)
     elif args.command == "judge":
         print(_train_judge(args.data, args.retrain))
     else:
         runs = _run_workdirs(args.workdir)
         if runs and not (Path(args.workdir) / "checkpoints").is_dir():
-            print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed, args.data))
+            print(_write_run_evaluations(runs, args.num, args.precision_recall, args.seed, args.raw, args.data))
         else:
-            print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed, args.data))
+            print(_write_evaluation(args.workdir, args.num, args.precision_recall, args.seed, args.raw, args.data))
     return 0
 
 
@@ -136,19 +146,19 @@ def _train_judge(source: str, retrain: bool) -> str:
     return f"{source} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}"
 
 
-def _generator_images(state, num: int, seed: int):
-    """`num` images of a checkpointed generator, float32 (n, 28, 28) batch by batch, drawn as
-    evaluation draws them (`sample --seed S` writes what `eval --seed S` judges) in calls of one
-    size, so the device's memory does not grow with `num`; InputError if they are not finite."""
+def _generator_images(state, num: int, seed: int, raw: bool):
+    """`num` images of a checkpointed generator (its moving average unless `raw`), float32
+    (n, 28, 28) batch by batch, drawn as evaluation draws them (`sample --seed S` writes what
+    `eval --seed S` judges) in calls of one size, so the device's memory does not grow with `num`; InputError if they are not finite."""
     import jax
     import numpy as np
 
     from jaxart.errors import InputError
     from jaxart.gan.evaluate import EvalConfig, sample_batches
-    from jaxart.gan.train import sample
+    from jaxart.gan.train import sample_state
 
     def sample_fn(key, n):
-        return sample(state.g_params, key, n, state.config, state.g_collections)
+        return sample_state(state, key, n, raw)
 
     for images in sample_batches(sample_fn, jax.random.key(seed), num, min(num, EvalConfig.sample_batch_size)):
         if not np.isfinite(images).all():
@@ -158,7 +168,7 @@ def _generator_images(state, num: int, seed: int):
         yield images.astype(np.float32, copy=False)
 
 
-def _write_samples(workdir: str, num: int, out: str, seed: int) -> None:
+def _write_samples(workdir: str, num: int, out: str, seed: int, raw: bool) -> None:
     """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid); refuses,
     before any work, more than `out` can hold; RunError, with nothing written, when the file
     system refuses the write (a full disk)."""
@@ -172,7 +182,7 @@ def _write_samples(workdir: str, num: int, out: str, seed: int) -> None:
 
     path = check_output_path(out, _SAMPLE_SUFFIXES)
     check_sample_output(path, num)
-    batches = _generator_images(load_latest(workdir), num, seed)
+    batches = _generator_images(load_latest(workdir), num, seed, raw)
     try:
         if path.suffix.lower() == ".npy":
             # The header, then each batch as it is drawn: the host holds one batch at a time.
@@ -208,7 +218,7 @@ def _run_workdir(workdir: str, run: int | None) -> str:
 
 
 def _write_run_evaluations(
-    workdirs: list[Path], num: int, precision_recall: bool, seed: int, source: str | None = None
+    workdirs: list[Path], num: int, precision_recall: bool, seed: int, raw: bool, source: str | None = None
 ) -> str:
     """Evaluates every run of a `--runs` workdir (each into its own eval.jsonl and eval.png) against
     `source` (default: the runs' data); returns a line per run and the mean and spread of FCD."""
@@ -220,7 +230,7 @@ def _write_run_evaluations(
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
     from jaxart.gan.workdir import check_workdir
 
-    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
+    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed, raw=raw)
     runs = [load_latest_run(w) for w in workdirs]
     check_workdir(workdirs[0].parent)
     judge, reference = load_judge_and_reference(source or runs[0][1]["data"])
@@ -237,7 +247,9 @@ def _write_run_evaluations(
     return "\n".join(lines)
 
 
-def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int, source: str | None = None) -> str:
+def _write_evaluation(
+    workdir: str, num: int, precision_recall: bool, seed: int, raw: bool, source: str | None = None
+) -> str:
     """Evaluates the latest checkpoint in `workdir` against `source` (default: the run's data) into
     its eval.jsonl and eval.png; returns a summary line."""
     import dataclasses
@@ -246,7 +258,7 @@ def _write_evaluation(workdir: str, num: int, precision_recall: bool, seed: int,
     from jaxart.gan.evaluate import eval_config, evaluate_state, load_judge_and_reference, summary
     from jaxart.gan.workdir import check_workdir
 
-    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed)
+    config = dataclasses.replace(eval_config(num, precision_recall, what="--num"), seed=seed, raw=raw)
     state, meta = load_latest_run(workdir)
     check_workdir(workdir)
     judge, reference = load_judge_and_reference(source or meta["data"])

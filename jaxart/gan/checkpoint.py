@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jaxart.checkpoint import local_target, restore_latest
+from flax import struct
+
+from jaxart.checkpoint import Checkpoints, local_target, restore_latest
 from jaxart.errors import InputError, option, reason
-from jaxart.gan.config import GANConfig, as_json
+from jaxart.gan.config import GANConfig, ModelConfig, as_json
 from jaxart.gan.train import GANState, state_shapes
 
 # The layout of the saved state: 2 since Adam's lr and b1 are values in the optimiser state
@@ -33,6 +35,9 @@ def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
     """The GANConfig a checkpoint records. Checkpoints of the earlier layout (which recorded the
     same fields under "config") load; a config with other fields is refused in one line."""
     recorded = meta.get("config")
+    if isinstance(recorded, dict) and "ema_decay" not in recorded:
+        # Checkpoints of versions before the moving average kept none.
+        recorded = {**recorded, "ema_decay": 0.0}
     known = {f.name for f in dataclasses.fields(GANConfig)}
     if not isinstance(recorded, dict) or set(recorded) != known or "data_sha256" not in meta:
         raise InputError(
@@ -49,6 +54,39 @@ def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
         return GANConfig(**recorded)
     except ValueError as e:  # a ConfigError
         raise InputError(f"{where} holds a checkpoint with an invalid config ({reason(e)})") from e
+
+
+@struct.dataclass
+class _StateWithoutAverage:
+    """GANState as versions before the generator's moving average saved it: no `g_ema` entry."""
+
+    step: Any
+    g_params: Any
+    d_params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    g_collections: Any
+    d_collections: Any
+    config: ModelConfig = struct.field(pytree_node=False)
+
+
+def _saved_layout(target: GANState, meta: dict[str, Any]) -> Any:
+    """`target` as the checkpoint of `meta` lays it out (orbax restores only the structure saved)."""
+    if "ema_decay" in meta["config"]:
+        return target
+    fields = {f.name: getattr(target, f.name) for f in dataclasses.fields(_StateWithoutAverage)}
+    return _StateWithoutAverage(**fields)
+
+
+def restore(checkpoints: Checkpoints, step: int, meta: dict[str, Any], target: GANState) -> GANState:
+    """The GANState saved at `step` (`Checkpoints.restore`), whichever version's layout it has."""
+    return _as_state(checkpoints.restore(step, meta, _saved_layout(target, meta)))
+
+
+def _as_state(restored: Any) -> GANState:
+    if isinstance(restored, _StateWithoutAverage):
+        return GANState(**{f.name: getattr(restored, f.name) for f in dataclasses.fields(restored)}, g_ema=None)
+    return restored
 
 
 def check_resumable(meta: dict[str, Any], config: GANConfig, data: str, data_checksum: str, where: str) -> None:
@@ -76,9 +114,12 @@ def load_latest_run(workdir: str | os.PathLike) -> tuple[GANState, dict[str, Any
     workdir = Path(workdir)
     missing = f"no checkpoints in {str(workdir)!r}; train first with {option('workdir')} {workdir}"
     where = f"{option('workdir')} {str(workdir)!r}"
-    return restore_latest(
-        workdir, missing, lambda meta, _: local_target(state_shapes(_config_from_meta(meta, where).static))
+    state, meta = restore_latest(
+        workdir,
+        missing,
+        lambda meta, _: _saved_layout(local_target(state_shapes(_config_from_meta(meta, where).static)), meta),
     )
+    return _as_state(state), meta
 
 
 def load_latest(workdir: str | os.PathLike) -> GANState:

@@ -25,6 +25,7 @@ class ModelConfig:
     batch_size: int = 32
     latent_dim: int = 64
     hidden_dim: int = 256
+    ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,13 @@ class GANConfig:
         "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
         options.positive_int,
     )
+    # The seed has none; it changes no training step, only which generator draws the samples.
+    ema_decay: float = options.option(
+        0.999,
+        "decay of the generator's exponential moving average, debiased, which previews, sample and eval "
+        "draw from (their --raw: the trained generator); 0: keep none",
+        options.unit_interval,
+    )
     seed: int = options.option(0, "seed of initialisation, data order and noise", options.non_negative_int)
 
     def __post_init__(self) -> None:
@@ -67,7 +75,7 @@ class GANConfig:
     @property
     def static(self) -> ModelConfig:
         """The part the compiled steps depend on."""
-        return ModelConfig(self.model, self.batch_size, self.latent_dim, self.hidden_dim)
+        return ModelConfig(self.model, self.batch_size, self.latent_dim, self.hidden_dim, self.ema_decay)
 
     def run(self, r: int, runs: int) -> GANConfig:
         """The config of run r of `runs` trained at once: seed + r, and the r-th rate of a sweep.
@@ -114,6 +122,12 @@ class RunConfig:
         options.non_negative_int,
     )
     eval_samples: int = options.option(10_000, "generated images per --eval-every evaluation", options.positive_int)
+    tensorboard: bool = options.option(
+        True,
+        "also write TensorBoard event files in <workdir>/tb: the metrics of every step, the sample grids and "
+        "the evaluations (view: tensorboard --logdir <workdir>)",
+        bool,
+    )
     runs: int = options.option(
         1,
         "independent runs trained at once, vmapped (run r: --seed + r and the r-th of R --lr values, "

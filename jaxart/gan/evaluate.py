@@ -29,7 +29,7 @@ from jaxart.errors import ConfigError, InputError, option
 from jaxart.files import append_json_line, nearest_existing
 from jaxart.gan import metrics
 from jaxart.gan.judge import Judge, JudgeConfig, Log, load_or_train_judge, log_stderr
-from jaxart.gan.train import GANState, sample
+from jaxart.gan.train import GANState, sample_state
 from jaxart.gan.workdir import EVAL_FIGURE, EVAL_FILE
 from jaxart.images import make_grid, to_float
 
@@ -55,6 +55,7 @@ class EvalConfig:
     grid_samples: int = 100
     # Of the samples' noise (`evaluation_key`) and the precision/recall subsample; never a run's own keys.
     seed: int = 0
+    raw: bool = False  # of a train state: its trained generator, not its moving average
 
     @property
     def min_samples(self) -> int:
@@ -279,6 +280,7 @@ def evaluate_generator(
     config: EvalConfig = EvalConfig(),
     step: int | None = None,
     figure: str | None = FIGURE_FILE,
+    generator: str | None = None,
 ) -> dict[str, Any]:
     """Samples a generator, measures it, appends the record to workdir/eval.jsonl and draws the PNG.
 
@@ -289,15 +291,18 @@ def evaluate_generator(
       workdir: an existing folder.
       step: the training step evaluated, recorded when given.
       figure: the PNG's file name in workdir (None: no figure).
+      generator: which generator of a run ('ema' or 'raw'), recorded when given.
 
     Returns the record written: `evaluate_samples`'s metrics plus dataset, judge_test_accuracy,
-    judge_train_checksum, reference_checksum and step (when given).
+    judge_train_checksum, reference_checksum, and step and generator (when given).
     """
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise InputError(f"workdir {str(workdir)!r} does not exist")
     images = sample_images(sample_fn, key, config.num_samples, config.sample_batch_size)
     record: dict[str, Any] = {} if step is None else {"step": int(step)}
+    if generator is not None:
+        record["generator"] = generator
     record.update(evaluate_samples(images, judge, reference, config))
     record.update(
         dataset=reference.dataset,
@@ -319,18 +324,32 @@ def evaluate_state(
     reference: Reference,
     config: EvalConfig = EvalConfig(),
 ) -> dict[str, Any]:
-    """`evaluate_generator` on a train state's generator (batch norm on its running averages),
-    recording the state's step.
+    """`evaluate_generator` on a train state's generator (its moving average unless `config.raw`;
+    batch norm on its running averages), recording the state's step and which generator it was.
 
     The noise comes from `jax.random.key(config.seed)` alone: every evaluation of a run (and of
     every run) sees the same latent batches, and the run's own keys are never drawn from.
     """
 
     def sample_fn(key: jax.Array, n: int) -> jax.Array:
-        return sample(state.g_params, key, n, state.config, state.g_collections)
+        return sample_state(state, key, n, config.raw)
 
     key = jax.random.key(config.seed)
-    return evaluate_generator(sample_fn, key, workdir, judge, reference, config, step=int(state.step))
+    return evaluate_generator(
+        sample_fn,
+        key,
+        workdir,
+        judge,
+        reference,
+        config,
+        step=int(state.step),
+        generator=generator_name(state, config.raw),
+    )
+
+
+def generator_name(state: GANState, raw: bool) -> str:
+    """'ema' or 'raw': which of a state's generators `sample_state(state, ..., raw)` draws from."""
+    return "raw" if raw or state.g_ema is None else "ema"
 
 
 def summary(record: Mapping[str, Any]) -> str:
@@ -342,4 +361,6 @@ def summary(record: Mapping[str, Any]) -> str:
         line += f", missing classes {record['missing_classes']}"
     if "precision" in record:
         line += f", precision {record['precision']:.3f}, recall {record['recall']:.3f}"
+    if "generator" in record:
+        line += f" ({record['generator']} generator)"
     return line

@@ -4,9 +4,12 @@
 Workdir layout of a plain run (`runs` 1):
   checkpoints/<step>/     orbax checkpoints (the latest few)
   metrics.jsonl           one line per step: step, epoch, d_loss, g_loss, d_x, d_g_z, seconds
-  samples/epoch_NNN.png   the generator on one fixed latent batch after every epoch (and at the end)
+  samples/epoch_NNN.png   the generator (its moving average, if kept) on one fixed latent batch
+                          after every epoch (and at the end)
   loss_curves.png         the four metrics against the step
   eval.jsonl, eval.png    with `eval_every`: the judge's metrics every N steps, and the latest figure
+  tb/                     TensorBoard event files (with `tensorboard`): the metrics, the sample
+                          grids and the evaluations' scores
   train.lock              held by the run training in the folder (see `jaxart.gan.workdir`)
 With `runs` R > 1, run r's folder run-RRR holds the same (its metrics lines with a `run` field),
 and the lock stays at the top.
@@ -31,18 +34,27 @@ from jaxart.checkpoint import Checkpoints
 from jaxart.errors import ConfigError, InputError, RunError, option
 from jaxart.files import keep_json_lines, read_json_lines
 from jaxart.gan import parallel
-from jaxart.gan.checkpoint import check_resumable, run_meta
+from jaxart.gan.checkpoint import check_resumable, restore, run_meta
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.gan.models import steps_per_call
-from jaxart.gan.train import GANState, Metrics, epoch_order, run_keys, sample
+from jaxart.gan.train import GANState, Metrics, epoch_order, run_keys, sample_state
 from jaxart.gan.workdir import EVAL_FILE, check_workdir, locked
 from jaxart.images import make_grid, save_image
+from jaxart.tensorboard import TensorBoard
 
 METRICS = ("d_loss", "g_loss", "d_x", "d_g_z")
 _METRIC_LABELS = ("d_loss", "g_loss", "D(x)", "D(G(z))")
 RUN_FOLDER = "run-{:03d}"  # of `runs` R > 1: run r's folder in the workdir
 _PREVIEW_SIZE = 64
-_PLOT_EVERY_SECONDS = 30.0  # plotting all steps costs a moment; per epoch would slow short epochs
+_PLOT_EVERY_SECONDS = 30.0
+# An evaluation's numbers that TensorBoard draws (as eval/<name>).
+_EVAL_SCALARS = (
+    "fcd",
+    "inception_score",
+    "kl_to_uniform",
+    "precision",
+    "recall",
+)  # plotting all steps costs a moment; per epoch would slow short epochs
 
 
 def train(config: GANConfig, run: RunConfig) -> GANState:
@@ -92,6 +104,10 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
                 # An evaluation is recorded before its step's checkpoint, so a record past the
                 # checkpoint resumed from belongs to a stopped run, and is redone if asked for.
                 keep_json_lines(folder / EVAL_FILE, training.up_to(start))
+        events = [
+            stack.enter_context(contextlib.closing(TensorBoard(folder, start))) if writer and run.tensorboard else None
+            for folder in folders
+        ]
         logs = [
             stack.enter_context(
                 contextlib.closing(
@@ -103,13 +119,14 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
                         column=r,
                         label={"run": r} if run.runs > 1 else None,
                         write=writer,
+                        events=events[r],
                     )
                 )
             )
             for r, folder in enumerate(folders)
         ]
         metas = [run_meta(c, run.data, checksum) for c in configs]
-        job = _Job(mesh, folders, configs, managers, metas, logs, run, total, steps_per_epoch, evaluation)
+        job = _Job(mesh, folders, configs, managers, metas, logs, events, run, total, steps_per_epoch, evaluation)
         context = training.RunContext(
             start, total, steps_per_call(config, run.steps_per_call), steps_per_epoch, logs, job.diverged
         )
@@ -142,7 +159,7 @@ def _resume_or_init(
     for manager, folder, config in zip(managers, folders, configs):
         meta = manager.read_meta(step)
         check_resumable(meta, config, data_name, data_checksum, f"{option('workdir')} {str(folder)!r}")
-        states.append(manager.restore(step, meta, target))
+        states.append(restore(manager, step, meta, target))
     return parallel.stack(mesh, states)
 
 
@@ -194,6 +211,7 @@ class _Job:
     managers: Sequence[Checkpoints]
     metas: Sequence[dict[str, Any]]
     logs: Sequence[training.MetricsLog]
+    events: Sequence[TensorBoard | None]  # each run's, where it writes them
     run: RunConfig
     total: int
     steps_per_epoch: int
@@ -203,14 +221,16 @@ class _Job:
     split: tuple[int, list[GANState]] | None = None
 
     def actions(self, evaluate: bool) -> list[training.Periodic]:
-        """In this order: an evaluation is recorded before its step's checkpoint (see `train`).
-        evaluate: False where the run resumes at its end, evaluated already."""
+        """The checkpoint last: a run resumes after its checkpoint's step and never redoes that
+        step's actions, so every output of a step is written before its checkpoint (an
+        evaluation's record too, see `train`). evaluate: False where the run resumes at its end,
+        evaluated already."""
         evaluation = training.Periodic(self.evaluate, self.run.eval_every, at_end=True, untimed=True)
         return [
             *([evaluation] if evaluate and self.evaluation is not None else []),
-            training.Periodic(self.checkpoint, self.run.checkpoint_every, at_end=True),
             training.Periodic(self.preview, self.steps_per_epoch, at_end=True),
             training.Periodic(self.plot, self.steps_per_epoch, at_end=True),
+            training.Periodic(self.checkpoint, self.run.checkpoint_every, at_end=True),
         ]
 
     def runs(self, state: GANState, step: int) -> list[GANState]:
@@ -226,10 +246,12 @@ class _Job:
     def preview(self, state: GANState, step: int) -> None:
         if not distributed.is_writer():
             return
-        for folder, one, config in zip(self.folders, self.runs(state, step), self.configs):
-            one = parallel.local(one)
-            images = sample(one.g_params, run_keys(config.seed).preview, _PREVIEW_SIZE, one.config, one.g_collections)
-            save_image(_preview_path(folder, step, self.steps_per_epoch), make_grid(np.asarray(images), ncols=8))
+        for folder, one, config, events in zip(self.folders, self.runs(state, step), self.configs, self.events):
+            images = sample_state(parallel.local(one), run_keys(config.seed).preview, _PREVIEW_SIZE)
+            grid = make_grid(np.asarray(images), ncols=8)
+            save_image(_preview_path(folder, step, self.steps_per_epoch), grid)
+            if events:
+                events.image(step, "samples", grid)
 
     def plot(self, state: GANState, step: int) -> None:
         due = step == self.total or time.perf_counter() - self.last_plot >= _PLOT_EVERY_SECONDS
@@ -248,8 +270,10 @@ class _Job:
             self.judge = load_judge_and_reference(self.run.data)
         judge, reference = self.judge
         lines = []
-        for r, (folder, one) in enumerate(zip(self.folders, self.runs(state, step))):
+        for r, (folder, one, events) in enumerate(zip(self.folders, self.runs(state, step), self.events)):
             record = evaluate_state(parallel.local(one), folder, judge, reference, self.evaluation)
+            if events:
+                events.scalars(step, {f"eval/{k}": v for k, v in record.items() if k in _EVAL_SCALARS})
             lines.append(("" if len(self.folders) == 1 else f"run {r}, ") + f"step {record['step']}: {summary(record)}")
         return "\n".join(lines)
 
@@ -279,5 +303,6 @@ def summary(run: RunConfig, seconds: float) -> str:
     runs = "" if run.runs == 1 else f"{run.runs} runs to "
     return (
         f"trained {runs}step {lasts[0]['step']} (epoch {lasts[0]['epoch']}) in {seconds:.1f} s; final "
-        f"{'; '.join(finals)}; checkpoints, samples/, metrics.jsonl and loss_curves.png in {workdir}"
+        f"{'; '.join(finals)}; checkpoints, samples/, metrics.jsonl, loss_curves.png"
+        f"{' and tb/' if run.tensorboard else ''} in {workdir}"
     )

@@ -46,6 +46,8 @@ class GANState:
     # Collections besides 'params' (e.g. batch_stats); empty for the MLP.
     g_collections: Collections
     d_collections: Collections
+    # The generator's moving average, not debiased (see `generator_params`); None with ema_decay 0.
+    g_ema: Params | None
     config: ModelConfig = struct.field(pytree_node=False)
 
 
@@ -101,6 +103,7 @@ def init(key: jax.Array, config: ModelConfig, hyper: Hyperparams) -> GANState:
         d_opt_state=tx.init(d_params),
         g_collections=g_collections,
         d_collections=d_collections,
+        g_ema=jax.tree.map(jnp.zeros_like, g_params) if config.ema_decay else None,
         config=config,
     )
 
@@ -134,6 +137,31 @@ def _apply(
         y, updates = module.apply(variables, x, train=True, mutable=list(collections))
         return y, {**collections, **updates}
     return module.apply(variables, x, train=train), collections
+
+
+def ema_update(ema: Params, params: Params, decay: float) -> Params:
+    """One step of the moving average from zero: decay * ema + (1 - decay) * params."""
+    return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+
+
+def generator_params(state: GANState, raw: bool = False) -> Params:
+    """The generator that samples are drawn from: the moving average of its parameters over the
+    steps taken, debiased (ema / (1 - decay^step), as Adam's moments, so no weight stays on the
+    zeros it starts from), or with `raw`, or without an average, the trained parameters.
+
+    At step t it is sum_i w_i g_i / sum_i w_i over the parameters g_1..g_t after each step,
+    w_i = decay^(t - i). The generator's batch statistics (DCGAN) stay the trained ones'.
+    """
+    if raw or state.g_ema is None:
+        return state.g_params
+    return _debiased(state.g_ema, state.g_params, state.step, state.config.ema_decay)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _debiased(ema: Params, params: Params, step: jax.Array, decay: float) -> Params:
+    correction = 1 - jnp.asarray(decay, jnp.float32) ** step
+    # At step 0 no step has been averaged: the average of nothing is the initial generator.
+    return jax.tree.map(lambda e, p: jnp.where(step > 0, e / correction, p), ema, params)
 
 
 def to_unit(images: jax.Array) -> jax.Array:
@@ -201,10 +229,12 @@ def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, M
     g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
+    g_ema = None if state.g_ema is None else ema_update(state.g_ema, g_params, config.ema_decay)
     new_state = dataclasses.replace(
         state,
         step=state.step + 1,
         g_params=g_params,
+        g_ema=g_ema,
         d_params=d_params,
         g_opt_state=g_opt_state,
         d_opt_state=d_opt_state,
@@ -288,3 +318,10 @@ def sample(
     generator, _ = make_models(config)
     z = sample_latent(key, n, config.latent_dim)
     return _apply(generator, g_params, g_collections or {}, z, train=False)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("n", "raw"))
+def sample_state(state: GANState, key: jax.Array, n: int, raw: bool = False) -> jax.Array:
+    """n images (n, 28, 28) in [0, 1] from a run's state: its moving-average generator, or with
+    `raw` the trained one (see `generator_params`)."""
+    return sample(generator_params(state, raw), key, n, state.config, state.g_collections)

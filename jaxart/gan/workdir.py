@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jaxart import workdir as _workdir
+from jaxart.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from jaxart.workdir import LOCK_FILE, MARKER, Layout
 
 MARKER_FORMAT = "jaxart-gan-workdir"
@@ -29,6 +30,7 @@ ENTRIES = {
     "loss_curves.png": False,
     EVAL_FILE: False,
     EVAL_FIGURE: False,
+    TENSORBOARD_FOLDER: True,
 }
 # A `runs` R > 1 workdir's run folders are workdirs too; folders of versions before the marker stay ours.
 LAYOUT = Layout(MARKER_FORMAT, ENTRIES, run_folder=re.compile(r"run-\d{3}"), unmarked=True)
