@@ -46,15 +46,9 @@ METRICS = ("d_loss", "g_loss", "d_x", "d_g_z")
 _METRIC_LABELS = ("d_loss", "g_loss", "D(x)", "D(G(z))")
 RUN_FOLDER = "run-{:03d}"  # of `runs` R > 1: run r's folder in the workdir
 _PREVIEW_SIZE = 64
-_PLOT_EVERY_SECONDS = 30.0
+_PLOT_EVERY_SECONDS = 30.0  # plotting all steps costs a moment; per epoch would slow short epochs
 # An evaluation's numbers that TensorBoard draws (as eval/<name>).
-_EVAL_SCALARS = (
-    "fcd",
-    "inception_score",
-    "kl_to_uniform",
-    "precision",
-    "recall",
-)  # plotting all steps costs a moment; per epoch would slow short epochs
+_EVAL_SCALARS = ("fcd", "inception_score", "kl_to_uniform", "precision", "recall")
 
 
 def train(config: GANConfig, run: RunConfig) -> GANState:
