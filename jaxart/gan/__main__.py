@@ -149,7 +149,8 @@ def _train_judge(source: str, retrain: bool) -> str:
 def _generator_images(state, num: int, seed: int, raw: bool):
     """`num` images of a checkpointed generator (its moving average unless `raw`), float32
     (n, 28, 28) batch by batch, drawn as evaluation draws them (`sample --seed S` writes what
-    `eval --seed S` judges) in calls of one size, so the device's memory does not grow with `num`; InputError if they are not finite."""
+    `eval --seed S` judges) in calls of one size, so the device's memory does not grow with
+    `num`; InputError if they are not finite."""
     import jax
     import numpy as np
 
