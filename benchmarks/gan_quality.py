@@ -3,6 +3,7 @@
     python -m benchmarks.gan_quality --models seed mlp dcgan --seeds 5 --epochs 5 20 --out runs/gan-quality.jsonl
     python -m benchmarks.gan_quality --out runs/gan-quality.jsonl --table     # the table of what is there
     python -m benchmarks.gan_quality --models dcgan --together 1 --epochs 5 --out runs/gan-quality.jsonl
+    python -m benchmarks.gan_quality --models mlp --conditional --epochs 20 --out runs/gan-quality.jsonl
 
 One run per model is noise: GAN quality moves a lot from seed to seed. Each model is trained
 with seeds F .. F+S-1 (--first-seed, --seeds; the PyTorch seed one seed after another,
@@ -10,7 +11,8 @@ with seeds F .. F+S-1 (--first-seed, --seeds; the PyTorch seed one seed after an
 each the run of its seed up to float32 rounding), and each run is scored after every epoch count of --epochs with the MNIST judge on --num
 samples against the test set. Each record is appended to --out as a JSON line, so models can be
 run by separate commands; --table prints mean, sample standard deviation and range per model
-and epoch count.
+and epoch count. With --conditional, jaxart's models are class-conditional, asked for each class
+in turn, and also scored on the share of each class's samples the judge classifies as asked.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from benchmarks.common import machine
 from jaxart import backend, data, schedule
 from jaxart.gan import GANConfig, parallel
-from jaxart.gan.evaluate import eval_config, evaluate_samples, load_judge_and_reference, sample_images
+from jaxart.gan.evaluate import asked_classes, eval_config, evaluate_samples, load_judge_and_reference, sample_images
 from jaxart.gan.models import steps_per_call
 from jaxart.gan.train import epoch_order, run_keys, sample_state
 
@@ -34,9 +36,10 @@ NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN
 SCORES = ("fcd", "inception_score", "kl_to_uniform", "recall", "precision")
 
 
-def score(images: np.ndarray, judge, reference, config) -> dict:
-    result = evaluate_samples(images, judge, reference, config)
-    return {k: result[k] for k in SCORES} | {"missing": len(result["missing_classes"])}
+def score(images: np.ndarray, judge, reference, config, labels: np.ndarray | None = None) -> dict:
+    result = evaluate_samples(images, judge, reference, config, labels)
+    asked = {k: result[k] for k in ("class_accuracy", "min_class_accuracy") if k in result}
+    return {k: result[k] for k in SCORES} | {"missing": len(result["missing_classes"])} | asked
 
 
 def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -> None:
@@ -56,10 +59,13 @@ def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -
             emit("seed", s, 1, e, done, seconds, score(sampled[: config.num_samples], judge, reference, config))
 
 
-def train_jaxart(model, images, seeds, epochs, ema_decay, judge, reference, config, emit) -> None:
+def train_jaxart(model, dataset, seeds, epochs, ema_decay, conditional, judge, reference, config, emit) -> None:
     """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device; each run
     scored twice, its trained generator and (with `ema_decay`) its moving average."""
-    run = GANConfig(model=model, seed=seeds[0], ema_decay=ema_decay)
+    run = GANConfig(model=model, seed=seeds[0], ema_decay=ema_decay, conditional=conditional)
+    images = dataset.images
+    training = (images, dataset.labels) if conditional else images
+    labels = asked_classes(config) if conditional else None
     configs = [run.run(r, len(seeds)) for r in range(len(seeds))]
     mesh = parallel.make_mesh(run.batch_size, devices=1, runs=len(seeds))
     state = parallel.init_runs(mesh, configs)
@@ -72,7 +78,7 @@ def train_jaxart(model, images, seeds, epochs, ema_decay, judge, reference, conf
             [np.asarray(epoch_order(run_keys(s).data, epoch, len(images), per_epoch, run.batch_size)) for s in seeds]
         )
         for done, length in schedule.calls(0, per_epoch, steps_per_call(run, None)):
-            state, _ = steps(state, parallel.host_batches(mesh, images, orders, done, length, run.batch_size), keys)
+            state, _ = steps(state, parallel.host_batches(mesh, training, orders, done, length, run.batch_size), keys)
         if epoch + 1 in epochs:
             runs = [parallel.local(one) for one in parallel.unstack(mesh, state)]
             seconds = time.perf_counter() - start
@@ -82,7 +88,8 @@ def train_jaxart(model, images, seeds, epochs, ema_decay, judge, reference, conf
                     sampled = sample_images(
                         fn, jax.random.key(config.seed), config.num_samples, config.sample_batch_size
                     )
-                    result = score(sampled, judge, reference, config) | {"generator": generator}
+                    result = score(sampled, judge, reference, config, labels) | {"generator": generator}
+                    result |= {"conditional": True} if conditional else {}
                     emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
             start = time.perf_counter() - seconds  # scoring is not training time
 
@@ -90,23 +97,31 @@ def train_jaxart(model, images, seeds, epochs, ema_decay, judge, reference, conf
 def table(records: list[dict]) -> str:
     lines = [
         "| model | generator | epochs | seeds | FCD mean ± sd | FCD min-max | score mean ± sd | recall mean ± sd "
-        "| missing classes (mean) | train time per run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| missing classes (mean) | lowest class classified as asked, mean (worst run) | train time per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    # Records of versions before the moving average scored the trained generator.
-    kinds = sorted({(r["model"], r.get("generator", "raw") == "ema", r["epochs"]) for r in records})
+
+    def kind(r: dict) -> tuple:
+        # Records of versions before the moving average scored the trained generator.
+        return r["model"], r.get("conditional", False), r.get("generator", "raw") == "ema", r["epochs"]
+
+    kinds = sorted({kind(r) for r in records})
     for model in NAMES:
-        for _, ema, e in [k for k in kinds if k[0] == model]:
+        for k in [k for k in kinds if k[0] == model]:
+            _, conditional, ema, e = k
             generator = "ema" if ema else "raw"
-            rs = [r for r in records if (r["model"], r.get("generator", "raw"), r["epochs"]) == (model, generator, e)]
+            rs = [r for r in records if kind(r) == k]
             fcd, sc, rec = (np.array([r[k] for r in rs]) for k in ("fcd", "inception_score", "recall"))
             sd = lambda x, f: format(x.std(ddof=1), f) if len(x) > 1 else "-"  # noqa: E731
             per_run = np.mean([r["seconds"] / r["runs_together"] for r in rs]) / 60
+            lowest = np.array([r.get("min_class_accuracy", np.nan) for r in rs])
+            asked = "-" if np.isnan(lowest).all() else f"{lowest.mean():.1%} ({lowest.min():.1%})"
             lines.append(
-                f"| {NAMES[model]} | {generator} | {e} | {len(rs)} | {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
+                f"| {NAMES[model]}{', conditional' if conditional else ''} | {generator} | {e} | {len(rs)} "
+                f"| {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
                 f"| {fcd.min():.1f}-{fcd.max():.1f} | {sc.mean():.2f} ± {sd(sc, '.2f')} "
                 f"| {rec.mean():.3f} ± {sd(rec, '.3f')} "
-                f"| {np.mean([r['missing'] for r in rs]):.1f} | {per_run:.1f} min |"
+                f"| {np.mean([r['missing'] for r in rs]):.1f} | {asked} | {per_run:.1f} min |"
             )
     return "\n".join(lines)
 
@@ -132,6 +147,9 @@ def main() -> None:
         default=GANConfig.ema_decay,
         help="jaxart's runs keep this moving average of the generator and score it beside the trained one (0: none)",
     )
+    parser.add_argument(
+        "--conditional", action="store_true", help="jaxart's models class-conditional (train --conditional)"
+    )
     parser.add_argument("--torch-threads", type=int, default=1, help="the PyTorch seed's threads")
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
@@ -143,7 +161,7 @@ def main() -> None:
         print(table([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    images = data.load(args.data).images
+    dataset = data.load(args.data)
     config = eval_config(args.num)
     judge, reference = load_judge_and_reference("mnist")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -159,12 +177,23 @@ def main() -> None:
     for model in args.models:
         epochs = sorted(args.dcgan_epochs if model == "dcgan" and args.dcgan_epochs else args.epochs)
         if model == "seed":
-            train_seed(images, seeds, epochs, args.torch_threads, judge, reference, config, emit)
+            train_seed(dataset.images, seeds, epochs, args.torch_threads, judge, reference, config, emit)
         else:
             together = args.together or len(seeds)
             for group in range(0, len(seeds), together):
                 group_seeds = seeds[group : group + together]
-                train_jaxart(model, images, group_seeds, epochs, args.ema_decay, judge, reference, config, emit)
+                train_jaxart(
+                    model,
+                    dataset,
+                    group_seeds,
+                    epochs,
+                    args.ema_decay,
+                    args.conditional,
+                    judge,
+                    reference,
+                    config,
+                    emit,
+                )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from jaxart.files import env_folder, regular_file
 DATA_ENV = "JAXART_DATA"
 SYSTEM_DATA = Path("/usr/share/datasets")  # Debian's dataset-* packages
 IMAGE_SHAPE = (28, 28)  # every data set here: (height, width), one channel
+NUM_CLASSES = 10  # and its labels 0..9
 SPLITS = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8}
 # Each name's folder inside $JAXART_DATA, and torchvision's class (its folder is <class>/raw).

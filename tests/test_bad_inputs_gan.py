@@ -371,6 +371,14 @@ CASES |= {
     "sample: missing workdir": Case(
         lambda t, w: ["sample", "--workdir", t / "nowhere", "--out", t / "s.npy"], 2, "no checkpoints in"
     ),
+    "sample: --digit of an unconditional run": Case(
+        lambda t, w: ["sample", "--workdir", w, "--digit", "3", "--out", t / "s.png"],
+        2,
+        "--digit needs a class-conditional run",
+    ),
+    "sample: blank --digit": Case(
+        lambda t, w: ["sample", "--workdir", w, "--digit", " ", "--out", t / "s.png"], 2, "expected a class"
+    ),
     "sample: bad extension": Case(
         lambda t, w: ["sample", "--workdir", w, "--out", t / "s.jpg"], 2, "unknown extension '.jpg'"
     ),

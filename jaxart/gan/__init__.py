@@ -7,6 +7,8 @@ To drive the step yourself::
     order = epoch_order(keys.data, epoch, len(images), len(images) // config.batch_size, config.batch_size)
     state, metrics = train_steps(state, images, order, 0, keys.train, length=50)
 
+A conditional model (`GANConfig(conditional=True)`) takes `(images, labels)` wherever images go.
+
 `train` runs whole jobs (checkpoints, metrics, previews, evaluation; many runs at once);
 `python -m jaxart.gan --help` for the command line.
 """
@@ -16,6 +18,7 @@ from jaxart.gan.loop import train
 from jaxart.gan.train import (
     GANState,
     RunKeys,
+    class_cycle,
     epoch_order,
     generator_params,
     init_state,
@@ -33,6 +36,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "RunKeys",
+    "class_cycle",
     "epoch_order",
     "generator_params",
     "init_state",

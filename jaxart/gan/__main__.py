@@ -1,4 +1,4 @@
-"""python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE
+"""python -m jaxart.gan [train] [options] | sample --workdir W --num N --out FILE [--digit C]
 | eval --workdir W [--num N] [--data D] | judge [--data D] [--retrain]
 
 With no subcommand, `train` runs: `python -m jaxart.gan` alone trains the
@@ -53,6 +53,14 @@ def parser() -> cli.ArgumentParser:
     sample.add_argument("--out", required=True, help="output file, .npy or .png")
     sample.add_argument("--seed", type=options.non_negative_int, default=0, help="seed of the latent noise")
     sample.add_argument("--run", type=options.non_negative_int, help="of a --runs workdir: which run (0, 1, ...)")
+    sample.add_argument(
+        "--digit",
+        "--class",
+        dest="digit",
+        type=_class_text,
+        help="of a --conditional run: the class to draw, 0..9 or its name (fashion-mnist: T-shirt, ..., Boot); "
+        "default: each class in turn, a column per class in a 10-column grid",
+    )
     _add_raw_argument(sample)
     evaluate = commands.add_parser(
         "eval",
@@ -100,6 +108,13 @@ def parser() -> cli.ArgumentParser:
     return top
 
 
+def _class_text(text: str) -> str:
+    """`--digit`'s value before the run says which classes it has: a number or a name, not blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a class: 0..9, or a class name of the run's data")
+    return text
+
+
 def _add_raw_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--raw",
@@ -126,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed.is_writer():
             print(summary(run, time.perf_counter() - start))
     elif args.command == "sample":
-        _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed, args.raw)
+        _write_samples(_run_workdir(args.workdir, args.run), args.num, args.out, args.seed, args.raw, args.digit)
     elif args.command == "judge":
         print(_train_judge(args.data, args.retrain))
     else:
@@ -146,11 +161,11 @@ def _train_judge(source: str, retrain: bool) -> str:
     return f"{source} judge: test accuracy {judge.test_accuracy:.2%}, trained on data {judge.train_checksum[:12]}"
 
 
-def _generator_images(state, num: int, seed: int, raw: bool):
-    """`num` images of a checkpointed generator (its moving average unless `raw`), float32
-    (n, 28, 28) batch by batch, drawn as evaluation draws them (`sample --seed S` writes what
-    `eval --seed S` judges) in calls of one size, so the device's memory does not grow with
-    `num`; InputError if they are not finite."""
+def _generator_images(state, num: int, seed: int, raw: bool, label: int | None = None):
+    """`num` images of a checkpointed generator (its moving average unless `raw`; of a conditional
+    one, of class `label` or each class in turn), float32 (n, 28, 28) batch by batch, drawn as
+    evaluation draws them (`sample --seed S` writes what `eval --seed S` judges) in calls of one
+    size, so the device's memory does not grow with `num`; InputError if they are not finite."""
     import jax
     import numpy as np
 
@@ -159,7 +174,7 @@ def _generator_images(state, num: int, seed: int, raw: bool):
     from jaxart.gan.train import sample_state
 
     def sample_fn(key, n):
-        return sample_state(state, key, n, raw)
+        return sample_state(state, key, n, raw, None if label is None else np.full(n, label, np.int32))
 
     for images in sample_batches(sample_fn, jax.random.key(seed), num, min(num, EvalConfig.sample_batch_size)):
         if not np.isfinite(images).all():
@@ -169,21 +184,23 @@ def _generator_images(state, num: int, seed: int, raw: bool):
         yield images.astype(np.float32, copy=False)
 
 
-def _write_samples(workdir: str, num: int, out: str, seed: int, raw: bool) -> None:
-    """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid); refuses,
-    before any work, more than `out` can hold; RunError, with nothing written, when the file
-    system refuses the write (a full disk)."""
+def _write_samples(workdir: str, num: int, out: str, seed: int, raw: bool, digit: str | None = None) -> None:
+    """N images from the latest checkpoint in `workdir` to `out` (.npy or .png grid), of class
+    `digit` where given; refuses, before any work, more than `out` can hold; RunError, with
+    nothing written, when the file system refuses the write (a full disk)."""
     import numpy as np
 
     from jaxart.errors import RunError, reason
     from jaxart.files import atomic_path, check_output_path
-    from jaxart.gan.checkpoint import load_latest
+    from jaxart.gan.checkpoint import load_latest_run
     from jaxart.gan.evaluate import check_sample_output, npy_header
     from jaxart.images import make_grid, save_image
 
     path = check_output_path(out, _SAMPLE_SUFFIXES)
     check_sample_output(path, num)
-    batches = _generator_images(load_latest(workdir), num, seed, raw)
+    state, meta = load_latest_run(workdir)
+    label = None if digit is None else _class_index(digit, state, meta["data"], workdir)
+    batches = _generator_images(state, num, seed, raw, label)
     try:
         if path.suffix.lower() == ".npy":
             # The header, then each batch as it is drawn: the host holds one batch at a time.
@@ -195,6 +212,25 @@ def _write_samples(workdir: str, num: int, out: str, seed: int, raw: bool) -> No
             save_image(path, make_grid(np.concatenate(list(batches))))
     except OSError as e:
         raise RunError(f"could not write {str(path)!r} ({e.strerror or reason(e)}); nothing was written") from e
+
+
+def _class_index(digit: str, state, data: str, workdir: str) -> int:
+    """`--digit`'s class: 0..9 or a class name of the run's data (any case); InputError for
+    another value, or for a run that is not conditional."""
+    from jaxart.errors import InputError
+    from jaxart.gan.evaluate import class_names
+
+    if not state.config.conditional:
+        raise InputError(
+            f"--digit needs a class-conditional run (train --conditional); --workdir {workdir!r} holds an "
+            f"unconditional one"
+        )
+    names = class_names(data)
+    for index, name in enumerate(names):
+        if digit.strip().casefold() in (str(index), name.casefold()):
+            return index
+    shown = "0..9" if names[0] == "0" else f"0..9 or one of {', '.join(names)}"
+    raise InputError(f"--digit {digit!r}: the run's data {data!r} has classes {shown}")
 
 
 def _run_workdirs(workdir: str) -> list[Path]:

@@ -31,13 +31,16 @@ def run_meta(config: GANConfig, data: str, data_checksum: str) -> dict[str, Any]
     return {"config": as_json(config), "data": data, "data_sha256": data_checksum, "state_format": STATE_FORMAT}
 
 
+# Fields added to GANConfig since checkpoints first recorded it, with what every earlier run had.
+_ADDED_FIELDS = {"ema_decay": 0.0, "conditional": False}
+
+
 def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
     """The GANConfig a checkpoint records. Checkpoints of the earlier layout (which recorded the
     same fields under "config") load; a config with other fields is refused in one line."""
     recorded = meta.get("config")
-    if isinstance(recorded, dict) and "ema_decay" not in recorded:
-        # Checkpoints of versions before the moving average kept none.
-        recorded = {**recorded, "ema_decay": 0.0}
+    if isinstance(recorded, dict):
+        recorded = {**_ADDED_FIELDS, **recorded}
     known = {f.name for f in dataclasses.fields(GANConfig)}
     if not isinstance(recorded, dict) or set(recorded) != known or "data_sha256" not in meta:
         raise InputError(
@@ -89,6 +92,13 @@ def _as_state(restored: Any) -> GANState:
     return restored
 
 
+def _setting(name: str, value: Any) -> str:
+    """A field's value as the command line sets it: `name` value, or a switch on (`name`) or off."""
+    if isinstance(value, bool):
+        return option(name if value else f"no_{name}")
+    return f"{option(name)} {value}"
+
+
 def check_resumable(meta: dict[str, Any], config: GANConfig, data: str, data_checksum: str, where: str) -> None:
     """Raises InputError naming the first difference between a checkpointed run and this one."""
     saved_config = _config_from_meta(meta, where)
@@ -97,7 +107,7 @@ def check_resumable(meta: dict[str, Any], config: GANConfig, data: str, data_che
         if saved != wanted:
             raise InputError(
                 f"{where} holds a run with {option(field.name)} {saved}, not {wanted}; "
-                f"pass {option(field.name)} {saved} to resume it, or use another {option('workdir')}"
+                f"pass {_setting(field.name, saved)} to resume it, or use another {option('workdir')}"
             )
     if meta["data_sha256"] != data_checksum:
         raise InputError(

@@ -26,6 +26,7 @@ class ModelConfig:
     latent_dim: int = 64
     hidden_dim: int = 256
     ema_decay: float = 0.0
+    conditional: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,12 @@ class GANConfig:
         "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
         options.positive_int,
     )
+    conditional: bool = options.option(
+        False,
+        "class-conditional: G draws the label asked for (one-hot beside its noise), D is a projection "
+        "discriminator; trains on the data's labels 0..9, and sample --digit chooses the class",
+        bool,
+    )
     # The seed has none; it changes no training step, only which generator draws the samples.
     ema_decay: float = options.option(
         0.999,
@@ -75,7 +82,9 @@ class GANConfig:
     @property
     def static(self) -> ModelConfig:
         """The part the compiled steps depend on."""
-        return ModelConfig(self.model, self.batch_size, self.latent_dim, self.hidden_dim, self.ema_decay)
+        return ModelConfig(
+            self.model, self.batch_size, self.latent_dim, self.hidden_dim, self.ema_decay, self.conditional
+        )
 
     def run(self, r: int, runs: int) -> GANConfig:
         """The config of run r of `runs` trained at once: seed + r, and the r-th rate of a sweep.

@@ -24,12 +24,12 @@ import jax
 import numpy as np
 
 from jaxart import data
-from jaxart.data import IMAGE_SHAPE
+from jaxart.data import IMAGE_SHAPE, NUM_CLASSES
 from jaxart.errors import ConfigError, InputError, option
 from jaxart.files import append_json_line, nearest_existing
 from jaxart.gan import metrics
 from jaxart.gan.judge import Judge, JudgeConfig, Log, load_or_train_judge, log_stderr
-from jaxart.gan.train import GANState, sample_state
+from jaxart.gan.train import GANState, class_cycle, sample_state
 from jaxart.gan.workdir import EVAL_FIGURE, EVAL_FILE
 from jaxart.images import make_grid, to_float
 
@@ -38,6 +38,12 @@ FIGURE_FILE = EVAL_FIGURE
 _CLASS_NAMES = {
     "fashion-mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 }
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The names of a data set's classes 0..9: Fashion-MNIST's garments, else the digits."""
+    return _CLASS_NAMES.get(dataset, tuple(map(str, range(NUM_CLASSES))))
+
 
 # (key, n) -> n images, float (n, 28, 28) or (n, 784) in [0, 1].
 SampleFn = Callable[[jax.Array, int], Any]
@@ -125,7 +131,11 @@ def _subsample(features: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
 
 
 def evaluate_samples(
-    images: Any, judge: Judge, reference: Reference, config: EvalConfig = EvalConfig()
+    images: Any,
+    judge: Judge,
+    reference: Reference,
+    config: EvalConfig = EvalConfig(),
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics of generated images against the reference (test set), as a JSON-ready dict.
 
@@ -134,6 +144,9 @@ def evaluate_samples(
     class_histogram (fraction per predicted class), kl_to_uniform (nats; log 10 = 2.30 when
     one class takes everything), missing_classes (under half their uniform share) and
     mode_collapse (any missing); precision and recall (k-NN, unless `config.pr_k` is 0).
+    With `labels`, the class each image was asked for (N,) of a conditional generator, also
+    class_accuracy (per class, the share classified as asked; None for a class not asked) and
+    min_class_accuracy (the lowest of them).
     """
     images = as_images(images)
     if len(images) < config.min_samples:
@@ -152,6 +165,10 @@ def evaluate_samples(
         "missing_classes": coverage.missing,
         "mode_collapse": coverage.mode_collapse,
     }
+    if labels is not None:
+        accuracy = metrics.class_accuracy(embedding.probs, labels)
+        result["class_accuracy"] = [None if np.isnan(a) else round(float(a), 6) for a in accuracy]
+        result["min_class_accuracy"] = float(np.nanmin(accuracy))
     if config.pr_k:
         rng = np.random.default_rng(config.seed)
         real = _subsample(reference.features, config.pr_samples, rng)
@@ -166,6 +183,13 @@ def sample_batches(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_
     not grow with num_samples, nor the host's unless the caller keeps them."""
     for i, k in enumerate(jax.random.split(key, -(-num_samples // batch_size))):
         yield np.asarray(sample_fn(k, batch_size))[: num_samples - i * batch_size]
+
+
+def asked_classes(config: EvalConfig) -> np.ndarray:
+    """The classes a conditional generator is asked for in `sample_images`' draws of
+    config.num_samples images, when each call of config.sample_batch_size takes `class_cycle`'s."""
+    calls = -(-config.num_samples // config.sample_batch_size)
+    return np.tile(class_cycle(config.sample_batch_size), calls)[: config.num_samples]
 
 
 def sample_images(sample_fn: SampleFn, key: jax.Array, num_samples: int, batch_size: int) -> np.ndarray:
@@ -255,15 +279,23 @@ def _save_eval_figure(
     right.bar(range(k), histogram, color=colours)
     right.axhline(1.0 / k, color="black", linestyle="--", linewidth=1, label="uniform")
     right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1, label="missing below")
-    right.set_xticks(
-        range(k), _CLASS_NAMES.get(dataset, [str(c) for c in range(k)]), rotation=45 if dataset in _CLASS_NAMES else 0
-    )
+    right.set_xticks(range(k), class_names(dataset), rotation=45 if dataset in _CLASS_NAMES else 0)
     for c in result["missing_classes"]:
         right.get_xticklabels()[c].set_color("tab:red")
     right.set_ylabel("fraction of samples")
     missing = f", missing {result['missing_classes']}" if result["missing_classes"] else ""
     right.set_title(f"predicted classes: KL to uniform {result['kl_to_uniform']:.3f}{missing}")
-    right.legend(loc="upper right", fontsize=8)
+    if "class_accuracy" in result:
+        asked = right.twinx()
+        accuracy = [np.nan if a is None else a for a in result["class_accuracy"]]
+        asked.plot(range(k), accuracy, "o", color="tab:orange", label="classified as asked (right axis)")
+        asked.set_ylim(0, 1.05)
+        asked.set_ylabel(f"share classified as asked (lowest {result['min_class_accuracy']:.1%})")
+        # Below the axes: above, the dots near 1 and the bars near 1/K would hide it.
+        handles = [h for ax in (right, asked) for h in ax.get_legend_handles_labels()[0]]
+        right.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
+    else:
+        right.legend(loc="upper right", fontsize=8)
     summary = f"FCD {result['fcd']:.2f}   score {result['inception_score']:.2f}"
     if "precision" in result:
         summary += f"   precision {result['precision']:.2f}   recall {result['recall']:.2f}"
@@ -281,6 +313,7 @@ def evaluate_generator(
     step: int | None = None,
     figure: str | None = FIGURE_FILE,
     generator: str | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Samples a generator, measures it, appends the record to workdir/eval.jsonl and draws the PNG.
 
@@ -292,6 +325,8 @@ def evaluate_generator(
       step: the training step evaluated, recorded when given.
       figure: the PNG's file name in workdir (None: no figure).
       generator: which generator of a run ('ema' or 'raw'), recorded when given.
+      labels: of a conditional generator, the class each of the config.num_samples images is
+        asked for, in the order `sample_fn` draws them (see `evaluate_samples`).
 
     Returns the record written: `evaluate_samples`'s metrics plus dataset, judge_test_accuracy,
     judge_train_checksum, reference_checksum, and step and generator (when given).
@@ -303,7 +338,7 @@ def evaluate_generator(
     record: dict[str, Any] = {} if step is None else {"step": int(step)}
     if generator is not None:
         record["generator"] = generator
-    record.update(evaluate_samples(images, judge, reference, config))
+    record.update(evaluate_samples(images, judge, reference, config, labels))
     record.update(
         dataset=reference.dataset,
         judge_test_accuracy=judge.test_accuracy,
@@ -326,6 +361,8 @@ def evaluate_state(
 ) -> dict[str, Any]:
     """`evaluate_generator` on a train state's generator (its moving average unless `config.raw`;
     batch norm on its running averages), recording the state's step and which generator it was.
+    A conditional generator is asked for each class in turn (`class_cycle` in every call), and
+    judged on how many of its samples are of the class asked.
 
     The noise comes from `jax.random.key(config.seed)` alone: every evaluation of a run (and of
     every run) sees the same latent batches, and the run's own keys are never drawn from.
@@ -344,6 +381,7 @@ def evaluate_state(
         config,
         step=int(state.step),
         generator=generator_name(state, config.raw),
+        labels=asked_classes(config) if state.config.conditional else None,
     )
 
 
@@ -361,6 +399,10 @@ def summary(record: Mapping[str, Any]) -> str:
         line += f", missing classes {record['missing_classes']}"
     if "precision" in record:
         line += f", precision {record['precision']:.3f}, recall {record['recall']:.3f}"
+    if "class_accuracy" in record:
+        names = class_names(record.get("dataset", ""))
+        worst = min((a, c) for c, a in enumerate(record["class_accuracy"]) if a is not None)[1]
+        line += f", classified as asked: lowest {record['min_class_accuracy']:.1%} ({names[worst]})"
     if "generator" in record:
         line += f" ({record['generator']} generator)"
     return line

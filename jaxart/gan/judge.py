@@ -32,11 +32,10 @@ import numpy as np
 import optax
 
 from jaxart import cache, data
-from jaxart.data import IMAGE_SHAPE
+from jaxart.data import IMAGE_SHAPE, NUM_CLASSES
 from jaxart.errors import InputError
 from jaxart.images import to_float
 
-NUM_CLASSES = 10
 _META_FILE = "judge.json"
 _FORMAT = "jaxart-judge-1"  # the "format" field of judge.json
 

@@ -5,7 +5,8 @@ Workdir layout of a plain run (`runs` 1):
   checkpoints/<step>/     orbax checkpoints (the latest few)
   metrics.jsonl           one line per step: step, epoch, d_loss, g_loss, d_x, d_g_z, seconds
   samples/epoch_NNN.png   the generator (its moving average, if kept) on one fixed latent batch
-                          after every epoch (and at the end)
+                          after every epoch (and at the end); a conditional one's has a
+                          column per class
   loss_curves.png         the four metrics against the step
   eval.jsonl, eval.png    with `eval_every`: the judge's metrics every N steps, and the latest figure
   tb/                     TensorBoard event files (with `tensorboard`): the metrics, the sample
@@ -46,9 +47,11 @@ METRICS = ("d_loss", "g_loss", "d_x", "d_g_z")
 _METRIC_LABELS = ("d_loss", "g_loss", "D(x)", "D(G(z))")
 RUN_FOLDER = "run-{:03d}"  # of `runs` R > 1: run r's folder in the workdir
 _PREVIEW_SIZE = 64
+# A conditional model's: a column per class (`sample`'s default labels cycle through them).
+_CONDITIONAL_PREVIEW = 100, data.NUM_CLASSES
 _PLOT_EVERY_SECONDS = 30.0  # plotting all steps costs a moment; per epoch would slow short epochs
 # An evaluation's numbers that TensorBoard draws (as eval/<name>).
-_EVAL_SCALARS = ("fcd", "inception_score", "kl_to_uniform", "precision", "recall")
+_EVAL_SCALARS = ("fcd", "inception_score", "kl_to_uniform", "precision", "recall", "min_class_accuracy")
 
 
 def train(config: GANConfig, run: RunConfig) -> GANState:
@@ -73,6 +76,8 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
 
         evaluation = eval_config(run.eval_samples, what=option("eval_samples"))
     dataset = data.load(run.data)
+    if config.conditional:
+        check_labels(dataset, run.data)
     steps_per_epoch = len(dataset.images) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -124,9 +129,19 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
         context = training.RunContext(
             start, total, steps_per_call(config, run.steps_per_call), steps_per_epoch, logs, job.diverged
         )
-        advance = _advance(mesh, configs, dataset.images, steps_per_epoch)
+        training_data = (dataset.images, dataset.labels) if config.conditional else dataset.images
+        advance = _advance(mesh, configs, training_data, steps_per_epoch)
         state = training.train_loop(state, advance, context, job.actions(evaluate=start < total))
     return state
+
+
+def check_labels(dataset: data.Dataset, source: str) -> None:
+    """Raises InputError unless every label is a class a conditional model has (0..9)."""
+    if len(dataset.labels) and int(dataset.labels.max()) >= data.NUM_CLASSES:
+        raise InputError(
+            f"{option('conditional')} needs labels 0..{data.NUM_CLASSES - 1}; {option('data')} {source!r} "
+            f"has label {int(dataset.labels.max())}"
+        )
 
 
 def _resume_or_init(
@@ -158,13 +173,15 @@ def _resume_or_init(
 
 
 def _advance(
-    mesh: Mesh, configs: Sequence[GANConfig], images: np.ndarray, steps_per_epoch: int
+    mesh: Mesh, configs: Sequence[GANConfig], images: Any, steps_per_epoch: int
 ) -> Callable[[GANState, int, int], tuple[GANState, Metrics]]:
     """`advance(state, done, length)`: `length` steps from step `done` (within one epoch).
+    images: (N, 28, 28), or (images, labels) for a conditional model.
 
     In one process the data set stays on the devices and each call gathers its batches there;
     with several, each call's global batches are assembled from the processes' rows."""
     batch_size = configs[0].batch_size
+    num_images = len(jax.tree.leaves(images)[0])
     keys = parallel.train_keys(mesh, configs)
     data_keys = [run_keys(c.seed).data for c in configs]
     gather = jax.process_count() == 1
@@ -175,7 +192,7 @@ def _advance(
     def orders(epoch: int) -> tuple[np.ndarray, jax.Array]:
         """The runs' image orders (R, M) of one epoch, the same in every process: on the host
         and replicated on the mesh."""
-        host = [np.asarray(epoch_order(k, epoch, len(images), steps_per_epoch, batch_size)) for k in data_keys]
+        host = [np.asarray(epoch_order(k, epoch, num_images, steps_per_epoch, batch_size)) for k in data_keys]
         return np.stack(host), parallel.replicated(mesh, np.stack(host))
 
     def advance(state: GANState, done: int, length: int) -> tuple[GANState, Metrics]:
@@ -241,8 +258,9 @@ class _Job:
         if not distributed.is_writer():
             return
         for folder, one, config, events in zip(self.folders, self.runs(state, step), self.configs, self.events):
-            images = sample_state(parallel.local(one), run_keys(config.seed).preview, _PREVIEW_SIZE)
-            grid = make_grid(np.asarray(images), ncols=8)
+            n, columns = _CONDITIONAL_PREVIEW if config.conditional else (_PREVIEW_SIZE, 8)
+            images = sample_state(parallel.local(one), run_keys(config.seed).preview, n)
+            grid = make_grid(np.asarray(images), ncols=columns)
             save_image(_preview_path(folder, step, self.steps_per_epoch), grid)
             if events:
                 events.image(step, "samples", grid)

@@ -4,6 +4,7 @@
   penultimate features in place of Inception's: "FCD");
 * Inception-style score exp(E_x KL(p(y|x) || p(y))) from the judge's softmax;
 * class coverage: the histogram of predicted classes and its KL divergence to uniform;
+* of a conditional generator, per class the share of its samples classified as asked;
 * k-nearest-neighbour precision and recall (Kynkaanniemi et al., 2019).
 """
 
@@ -106,6 +107,18 @@ def class_coverage(probs: np.ndarray, min_share: float = MIN_SHARE_OF_UNIFORM) -
     kl = float(_kl_rows(histogram[None], np.full(k, 1.0 / k))[0])
     missing = [int(c) for c in np.flatnonzero(histogram < min_share / k)]
     return Coverage(counts, histogram, kl, missing, bool(missing))
+
+
+def class_accuracy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per class c of probabilities (N, K), the share of the samples asked for c (labels (N,) == c)
+    whose argmax class is c: (K,) float64, NaN for a class none was asked for."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"expected probabilities (N, K) and labels (N,), got {probs.shape} and {labels.shape}")
+    k = probs.shape[1]
+    asked = np.bincount(labels, minlength=k)[:k]
+    hits = np.bincount(labels[probs.argmax(axis=1) == labels], minlength=k)[:k]
+    return np.where(asked > 0, hits / np.maximum(asked, 1), np.nan)
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Generator and discriminator architectures, by name.
 
 Every model takes `train: bool` so architectures with batch statistics can
-join the registry; collections other than 'params' travel in the train state.
+join the registry; collections other than 'params' travel in the train state. Each is
+class-conditional with `num_classes`: G takes the label one-hot beside its noise (Mirza &
+Osindero 2014), D is a projection discriminator (Miyato & Koyama 2018).
 """
 
 from __future__ import annotations
@@ -15,55 +17,91 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxart.data import IMAGE_SHAPE
+from jaxart.data import IMAGE_SHAPE, NUM_CLASSES
 from jaxart.errors import ConfigError, option
 from jaxart.gan.config import GANConfig, ModelConfig
 
 
-def _torch_dense(features: int, fan_in: int) -> nn.Dense:
-    """nn.Dense initialised as torch.nn.Linear: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-
-    Matching the seed's initialisation keeps its training dynamics (flax's
-    default lecun-normal kernel and zero bias start the game elsewhere).
-    """
+def _torch_uniform(fan_in: int) -> Callable:
+    """torch.nn.Linear's initialisation of weight and bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
+    return init
+
+
+def _torch_dense(features: int, fan_in: int) -> nn.Dense:
+    """nn.Dense initialised as torch.nn.Linear.
+
+    Matching the seed's initialisation keeps its training dynamics (flax's
+    default lecun-normal kernel and zero bias start the game elsewhere).
+    """
+    init = _torch_uniform(fan_in)
     return nn.Dense(features, kernel_init=init, bias_init=init)
 
 
+def _with_labels(z: jax.Array, labels: jax.Array | None, num_classes: int) -> jax.Array:
+    """The generator's input: the noise, and for a conditional model its labels one-hot beside it
+    (Mirza & Osindero 2014)."""
+    if not num_classes:
+        return z
+    return jnp.concatenate([z, jax.nn.one_hot(labels, num_classes, dtype=z.dtype)], axis=-1)
+
+
+def _projection(features: jax.Array, labels: jax.Array | None, num_classes: int, init: Callable) -> jax.Array | float:
+    """The label's term of a projection discriminator's logit (Miyato & Koyama 2018): the inner
+    product of the features (B, F) with the label's learned embedding, initialised by `init` as
+    the logit's own dense layer (neither term outweighs the other at the start); 0 for an
+    unconditional discriminator."""
+    if not num_classes:
+        return 0.0
+    return (nn.Embed(num_classes, features.shape[-1], embedding_init=init)(labels) * features).sum(-1)
+
+
 class MLPGenerator(nn.Module):
-    """The seed's G: latent -> hidden -> hidden -> 784, ReLU, sigmoid output."""
+    """The seed's G: latent -> hidden -> hidden -> 784, ReLU, sigmoid output; with `num_classes`,
+    the label one-hot beside the latent."""
 
     hidden_dim: int = 256
+    num_classes: int = 0  # 0: unconditional
 
     @nn.compact
-    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
-        """z (B, latent_dim) -> images (B, 28, 28) in [0, 1]."""
-        x = nn.relu(_torch_dense(self.hidden_dim, z.shape[-1])(z))
+    def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        """z (B, latent_dim), labels (B,) int of a conditional model -> images (B, 28, 28) in [0, 1]."""
+        x = _with_labels(z, labels, self.num_classes)
+        x = nn.relu(_torch_dense(self.hidden_dim, x.shape[-1])(x))
         x = nn.relu(_torch_dense(self.hidden_dim, self.hidden_dim)(x))
         x = _torch_dense(math.prod(IMAGE_SHAPE), self.hidden_dim)(x)
         return nn.sigmoid(x).reshape(z.shape[0], *IMAGE_SHAPE)
 
 
 class MLPDiscriminator(nn.Module):
-    """The seed's D without its final sigmoid: 784 -> hidden -> hidden -> 1, LeakyReLU(0.2)."""
+    """The seed's D without its final sigmoid: 784 -> hidden -> hidden -> 1, LeakyReLU(0.2); with
+    `num_classes`, a projection discriminator on the last hidden layer."""
 
     hidden_dim: int = 256
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
-        """images (B, 28, 28) in [0, 1] -> logits (B,) of 'real'."""
+    def __call__(self, images: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        """images (B, 28, 28) in [0, 1], labels (B,) of a conditional model -> logits (B,) of 'real'."""
         x = images.reshape(images.shape[0], -1)
         x = nn.leaky_relu(_torch_dense(self.hidden_dim, x.shape[-1])(x), 0.2)
         x = nn.leaky_relu(_torch_dense(self.hidden_dim, self.hidden_dim)(x), 0.2)
-        return _torch_dense(1, self.hidden_dim)(x)[:, 0]
+        logit = _torch_dense(1, self.hidden_dim)(x)[:, 0]
+        return logit + _projection(x, labels, self.num_classes, _torch_uniform(self.hidden_dim))
+
+
+def num_classes(config: ModelConfig) -> int:
+    """The classes a model is conditioned on: 0 for an unconditional one."""
+    return NUM_CLASSES if config.conditional else 0
 
 
 def mlp(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    return MLPGenerator(config.hidden_dim), MLPDiscriminator(config.hidden_dim)
+    classes = num_classes(config)
+    return MLPGenerator(config.hidden_dim, classes), MLPDiscriminator(config.hidden_dim, classes)
 
 
 def _dcgan_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -120,16 +158,19 @@ class DCGANGenerator(nn.Module):
     """
 
     channels: int = 128
+    num_classes: int = 0  # with classes, the label one-hot beside the latent
 
     @nn.compact
-    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
-        """z (B, latent_dim) -> images (B, 28, 28) in [0, 1]."""
+    def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        """z (B, latent_dim), labels (B,) int of a conditional model -> images (B, 28, 28) in [0, 1]."""
 
         def norm(x: jax.Array) -> jax.Array:
             return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
 
         # No bias before batch norm: its mean subtraction would cancel it.
-        x = nn.Dense(7 * 7 * self.channels, use_bias=False, kernel_init=_dcgan_init)(z)
+        x = nn.Dense(7 * 7 * self.channels, use_bias=False, kernel_init=_dcgan_init)(
+            _with_labels(z, labels, self.num_classes)
+        )
         x = norm(x.reshape(z.shape[0], 7, 7, self.channels))
         x = norm(ConvTranspose2x(self.channels // 2, use_bias=False)(x))  # (B, 14, 14, C/2)
         x = ConvTranspose2x(1)(x)
@@ -144,20 +185,23 @@ class DCGANDiscriminator(nn.Module):
     """
 
     channels: int = 128
+    num_classes: int = 0  # with classes, a projection discriminator on the 7x7 features
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
-        """images (B, 28, 28) in [0, 1] -> logits (B,) of 'real'."""
+    def __call__(self, images: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        """images (B, 28, 28) in [0, 1], labels (B,) of a conditional model -> logits (B,) of 'real'."""
         x = images[..., None]
         for features in (self.channels // 2, self.channels):
             x = nn.Conv(features, (4, 4), (2, 2), "SAME", kernel_init=_dcgan_init)(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(1, kernel_init=_dcgan_init)(x)[:, 0]
+        logit = nn.Dense(1, kernel_init=_dcgan_init)(x)[:, 0]
+        return logit + _projection(x, labels, self.num_classes, _dcgan_init)
 
 
 def dcgan(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    return DCGANGenerator(config.hidden_dim // 2), DCGANDiscriminator(config.hidden_dim // 2)
+    channels, classes = config.hidden_dim // 2, num_classes(config)
+    return DCGANGenerator(channels, classes), DCGANDiscriminator(channels, classes)
 
 
 class Architecture(NamedTuple):

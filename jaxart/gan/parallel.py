@@ -172,7 +172,8 @@ def compiled_steps(mesh: Mesh, runs: int, gather: bool) -> Callable:
     gather: `steps(state, images, orders, start, keys, length)`, the data set (N, 28, 28) and the
     runs' epoch orders (R, M) on the devices, step j of run r on its epoch batch start + j (as
     `train.train_steps`). Otherwise `steps(state, batches, keys)`, batches[j] the (R, B, 28, 28)
-    global batch of step j. keys: the runs' training key data (R, 2).
+    global batch of step j. keys: the runs' training key data (R, 2). A conditional model's
+    images and batches are (images, labels) pairs, the labels (N,) and (R, B).
     """
     replicated = _sharding(mesh)
     # A single run's program takes its state without the runs axis (see below).
@@ -184,7 +185,7 @@ def compiled_steps(mesh: Mesh, runs: int, gather: bool) -> Callable:
     def fed(state: GANState, batches: jax.Array, keys: jax.Array) -> tuple[GANState, Metrics]:
         if runs > 1:
             return jax.vmap(one_run, (0, 1, 0), (0, 1))(state, batches, keys)
-        state, metrics = one_run(state, batches[:, 0], keys[0])
+        state, metrics = one_run(state, jax.tree.map(lambda b: b[:, 0], batches), keys[0])
         return state, jax.tree.map(lambda m: m[:, None], metrics)
 
     def gathered(
@@ -228,14 +229,17 @@ def _local_indices(mesh: Mesh, global_shape: tuple[int, ...], axis: int) -> np.n
     return np.concatenate([np.arange(start, stop) for start, stop in sorted(spans)])
 
 
-def host_batches(
-    mesh: Mesh, images: np.ndarray, orders: np.ndarray, start: int, length: int, batch_size: int
-) -> jax.Array:
-    """Global batches (length, R, B, 28, 28) of `length` steps from step `start` of the epoch, of
-    which this process reads only its rows: step j of run r takes
-    images[orders[r][(start + j) * B : (start + j + 1) * B]]. orders: (R, M), all processes alike."""
-    global_shape = (length, len(orders), batch_size, *images.shape[1:])
-    rows = _local_indices(mesh, global_shape, 2)
-    steps = np.arange(start, start + length)[:, None] * batch_size + rows  # (length, local rows)
-    local = np.stack([images[orders[r][steps]] for r in _local_indices(mesh, global_shape, 1)], axis=1)
-    return jax.make_array_from_process_local_data(_batch_sharding(mesh), local, global_shape)
+def host_batches(mesh: Mesh, data: Any, orders: np.ndarray, start: int, length: int, batch_size: int) -> Any:
+    """Global batches (length, R, B, ...) of `length` steps from step `start` of the epoch, of each
+    array of `data` (the images (N, 28, 28), or images and labels (N,)), of which this process
+    reads only its rows: step j of run r takes rows orders[r][(start + j) * B : (start + j + 1) * B].
+    orders: (R, M), all processes alike."""
+
+    def batches(array: np.ndarray) -> jax.Array:
+        global_shape = (length, len(orders), batch_size, *array.shape[1:])
+        rows = _local_indices(mesh, global_shape, 2)
+        steps = np.arange(start, start + length)[:, None] * batch_size + rows  # (length, local rows)
+        local = np.stack([array[orders[r][steps]] for r in _local_indices(mesh, global_shape, 1)], axis=1)
+        return jax.make_array_from_process_local_data(_batch_sharding(mesh), local, global_shape)
+
+    return jax.tree.map(batches, data)

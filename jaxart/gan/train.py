@@ -1,7 +1,8 @@
 """The seed's GAN training step as pure functions of (state, batch, key).
 
 Step i draws its noise from `fold_in(key, i)` with `key` the run's training
-key, so the state alone says where a run is: resuming from a checkpoint
+key (a conditional model, the classes its generator is asked for from that key's
+`fold_in(., 1)`), so the state alone says where a run is: resuming from a checkpoint
 continues with exactly the noise and batches the uninterrupted run would use.
 
 The learning rate and Adam's b1 are values in the optimiser states
@@ -23,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxart.data import IMAGE_SHAPE
+from jaxart.data import IMAGE_SHAPE, NUM_CLASSES
 from jaxart.gan.config import GANConfig, ModelConfig
 from jaxart.gan.models import adam_b1, make_models
 from jaxart.images import to_float
@@ -31,6 +32,8 @@ from jaxart.images import to_float
 Params = Any
 Collections = dict[str, Any]
 Metrics = dict[str, jax.Array]
+# Real images (B, 28, 28), uint8 or float in [0, 1]; of a conditional model, (images, labels (B,) int).
+Batch = jax.Array | tuple[jax.Array, jax.Array]
 
 
 @struct.dataclass
@@ -90,8 +93,9 @@ def init(key: jax.Array, config: ModelConfig, hyper: Hyperparams) -> GANState:
     """Fresh parameters and optimiser states at step 0 (unjitted: `init_state` compiles it)."""
     generator, discriminator = make_models(config)
     g_key, d_key = jax.random.split(key)
-    g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), train=False)
-    d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), train=False)
+    labels = (jnp.zeros((1,), jnp.int32),) if config.conditional else ()
+    g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), *labels, train=False)
+    d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), *labels, train=False)
     g_params, g_collections = _split(g_vars)
     d_params, d_collections = _split(d_vars)
     tx = _adam(learning_rate=hyper.lr, b1=hyper.b1)
@@ -129,14 +133,16 @@ def _split(variables: Mapping[str, Any]) -> tuple[Params, Collections]:
 
 
 def _apply(
-    module: nn.Module, params: Params, collections: Collections, x: jax.Array, train: bool = True
+    module: nn.Module, params: Params, collections: Collections, *inputs: jax.Array | None, train: bool = True
 ) -> tuple[Any, Collections]:
-    """module(x) -> (output, updated collections); only a training pass mutates them."""
+    """module(*inputs) -> (output, updated collections); only a training pass mutates them.
+    inputs: the data, and the labels (None for an unconditional model, which takes none)."""
     variables = {"params": params, **collections}
+    inputs = tuple(x for x in inputs if x is not None)
     if train and collections:
-        y, updates = module.apply(variables, x, train=True, mutable=list(collections))
+        y, updates = module.apply(variables, *inputs, train=True, mutable=list(collections))
         return y, {**collections, **updates}
-    return module.apply(variables, x, train=train), collections
+    return module.apply(variables, *inputs, train=train), collections
 
 
 def ema_update(ema: Params, params: Params, decay: float) -> Params:
@@ -175,15 +181,21 @@ def sample_latent(key: jax.Array, n: int, latent_dim: int) -> jax.Array:
 
 
 def discriminator_loss(
-    d_params: Params, d_collections: Collections, real: jax.Array, fake: jax.Array, config: ModelConfig
+    d_params: Params,
+    d_collections: Collections,
+    real: jax.Array,
+    fake: jax.Array,
+    config: ModelConfig,
+    real_labels: jax.Array | None = None,
+    fake_labels: jax.Array | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Collections]]:
     """BCE(D(real), 1) + BCE(D(fake), 0) -> (loss, (mean D(real), mean D(fake), collections)).
 
-    real, fake: (B, 28, 28) in [0, 1].
+    real, fake: (B, 28, 28) in [0, 1]; their labels (B,) int for a conditional model.
     """
     _, discriminator = make_models(config)
-    real_logits, d_collections = _apply(discriminator, d_params, d_collections, real)
-    fake_logits, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    real_logits, d_collections = _apply(discriminator, d_params, d_collections, real, real_labels)
+    fake_logits, d_collections = _apply(discriminator, d_params, d_collections, fake, fake_labels)
     loss = (
         optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)).mean()
         + optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)).mean()
@@ -192,38 +204,51 @@ def discriminator_loss(
 
 
 def generator_loss(
-    fake: jax.Array, d_params: Params, d_collections: Collections, config: ModelConfig
+    fake: jax.Array,
+    d_params: Params,
+    d_collections: Collections,
+    config: ModelConfig,
+    labels: jax.Array | None = None,
 ) -> tuple[jax.Array, Collections]:
-    """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real."""
+    """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real (as of `labels`)."""
     _, discriminator = make_models(config)
-    logits, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    logits, d_collections = _apply(discriminator, d_params, d_collections, fake, labels)
     return optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits)).mean(), d_collections
 
 
-def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
+def sample_labels(key: jax.Array, n: int) -> jax.Array:
+    """The classes a conditional generator is asked for in a training step: uniform, (n,) int32."""
+    return jax.random.randint(key, (n,), 0, NUM_CLASSES)
+
+
+def step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
     """One step of the seed, unjitted: the unit `train_step` and `train_steps` compile."""
     config = state.config
     generator, _ = make_models(config)
     # Adam's update reads the rate and b1 from the optimiser state; both networks share them.
     tx = _adam(**state.d_opt_state.hyperparams)
-    real = to_unit(batch)
-    z = sample_latent(jax.random.fold_in(key, state.step), real.shape[0], config.latent_dim)
+    images, real_labels = batch if config.conditional else (batch, None)
+    real = to_unit(images)
+    step_key = jax.random.fold_in(key, state.step)
+    z = sample_latent(step_key, real.shape[0], config.latent_dim)
+    # Of their own key, so the noise is the unconditional model's.
+    labels = sample_labels(jax.random.fold_in(step_key, 1), real.shape[0]) if config.conditional else None
 
     # One generator pass serves both updates, as in the seed: D sees the fakes
     # as constants, and G's gradient is pulled back through this same pass.
     fake, pullback, g_collections = jax.vjp(
-        lambda p: _apply(generator, p, state.g_collections, z), state.g_params, has_aux=True
+        lambda p: _apply(generator, p, state.g_collections, z, labels), state.g_params, has_aux=True
     )
 
     (d_loss, (d_real, d_fake, d_collections)), d_grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
-        state.d_params, state.d_collections, real, fake, config
+        state.d_params, state.d_collections, real, fake, config, real_labels, labels
     )
     d_updates, d_opt_state = tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
     # G is judged by the D just updated, on the same fakes.
     (g_loss, d_collections), fake_grad = jax.value_and_grad(generator_loss, has_aux=True)(
-        fake, d_params, d_collections, config
+        fake, d_params, d_collections, config, labels
     )
     (g_grads,) = pullback(fake_grad)
     g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
@@ -245,12 +270,13 @@ def step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, M
 
 
 @functools.partial(jax.jit, donate_argnums=0)
-def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
+def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
     """One seed step, jit-compiled, donating `state`.
 
     Args:
       state: the run's state at step i.
-      batch: real images (B, 28, 28), uint8 in [0, 255] or float in [0, 1].
+      batch: real images (B, 28, 28), uint8 in [0, 255] or float in [0, 1]; of a conditional
+        model the pair (images, labels (B,) int in 0..9).
       key: the run's training key; step i uses fold_in(key, i).
     Returns:
       (state at step i + 1, metrics): d_loss, g_loss, d_x = mean D(x) and
@@ -259,29 +285,32 @@ def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANSt
     return step(state, batch, key)
 
 
-def scan_steps(unit: Callable, state: Any, batches: jax.Array, key: jax.Array) -> tuple[Any, Metrics]:
-    """`unit(state, batches[j], key)` for each j in one program; metrics stacked to (len(batches), ...)."""
-    if batches.shape[0] == 1:  # XLA's CPU convolutions measured ~10x slower inside a loop body (the DCGAN's step)
-        state, metrics = unit(state, batches[0], key)
+def scan_steps(unit: Callable, state: Any, batches: Any, key: jax.Array) -> tuple[Any, Metrics]:
+    """`unit(state, batches[j], key)` for each j in one program (batches: arrays, or a pytree of
+    them, with a leading steps axis); metrics stacked to (steps, ...)."""
+    if jax.tree.leaves(batches)[0].shape[0] == 1:
+        # XLA's CPU convolutions measured ~10x slower inside a loop body (the DCGAN's step).
+        state, metrics = unit(state, jax.tree.map(lambda b: b[0], batches), key)
         return state, jax.tree.map(lambda m: m[None], metrics)
     return jax.lax.scan(lambda s, b: unit(s, b, key), state, batches)
 
 
-def epoch_batches(images: jax.Array, order: jax.Array, start: jax.Array, length: int, batch_size: int) -> jax.Array:
-    """The batches of steps start..start+length-1 of an epoch: (length, B, 28, 28), step j's
-    images[order[(start + j) * B : (start + j + 1) * B]]."""
+def epoch_batches(data: Any, order: jax.Array, start: jax.Array, length: int, batch_size: int) -> Any:
+    """The batches of steps start..start+length-1 of an epoch: (length, B, ...) of each array of
+    `data` (the images, or images and labels), step j's rows order[(start + j) * B : (start + j + 1) * B]."""
     indices = jax.lax.dynamic_slice_in_dim(order, start * batch_size, length * batch_size)
-    return images[indices.reshape(length, batch_size)]
+    return jax.tree.map(lambda a: a[indices.reshape(length, batch_size)], data)
 
 
 @functools.partial(jax.jit, static_argnames="length", donate_argnums=0)
 def train_steps(
-    state: GANState, images: jax.Array, order: jax.Array, start: jax.Array, key: jax.Array, length: int
+    state: GANState, images: Batch, order: jax.Array, start: jax.Array, key: jax.Array, length: int
 ) -> tuple[GANState, Metrics]:
     """`length` steps in one compiled call, gathering batches on the device.
 
     Args:
-      images: the whole data set (N, 28, 28), uint8, on the device.
+      images: the whole data set (N, 28, 28), uint8, on the device; of a conditional model the
+        pair (images, labels (N,)).
       order: (M,) int32 image indices of one epoch (`epoch_order`), M a multiple of B.
       start: index of the first batch within `order`; step j uses its batch start + j.
     Returns:
@@ -302,6 +331,11 @@ def epoch_order(
     return order[: num_batches * batch_size].astype(jnp.int32)
 
 
+def class_cycle(n: int) -> np.ndarray:
+    """The classes a conditional model draws when none is asked for: 0, 1, ..., 9, 0, 1, ... (n,)."""
+    return np.arange(n, dtype=np.int32) % NUM_CLASSES
+
+
 @functools.partial(jax.jit, static_argnames=("n", "config"))
 def sample(
     g_params: Params,
@@ -309,19 +343,28 @@ def sample(
     n: int,
     config: ModelConfig = ModelConfig(),
     g_collections: Collections | None = None,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
     """n generated images (n, 28, 28), float32 in [0, 1].
 
     config: the run's model (`state.config`; a GANConfig serves as well).
     g_collections: the generator's non-parameter collections, if it has any.
+    labels: of a conditional model, the class of each image (n,) int in 0..9 (default:
+      `class_cycle(n)`); an unconditional model takes none.
     """
     generator, _ = make_models(config)
     z = sample_latent(key, n, config.latent_dim)
-    return _apply(generator, g_params, g_collections or {}, z, train=False)[0]
+    if config.conditional and labels is None:
+        labels = class_cycle(n)
+    elif not config.conditional and labels is not None:
+        raise ValueError("an unconditional model draws no asked classes; pass labels=None")
+    return _apply(generator, g_params, g_collections or {}, z, labels, train=False)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("n", "raw"))
-def sample_state(state: GANState, key: jax.Array, n: int, raw: bool = False) -> jax.Array:
+def sample_state(
+    state: GANState, key: jax.Array, n: int, raw: bool = False, labels: jax.Array | None = None
+) -> jax.Array:
     """n images (n, 28, 28) in [0, 1] from a run's state: its moving-average generator, or with
-    `raw` the trained one (see `generator_params`)."""
-    return sample(generator_params(state, raw), key, n, state.config, state.g_collections)
+    `raw` the trained one (see `generator_params`); `labels` as `sample`'s."""
+    return sample(generator_params(state, raw), key, n, state.config, state.g_collections, labels)

@@ -1,0 +1,275 @@
+"""The class-conditional GAN: its models against NumPy, the labels through a step, sampling by
+class, the per-class evaluation, and the commands (resume, --runs, --devices, --digit)."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import FIXTURE, assert_same_bits
+from test_gan_cli import run_cli
+from test_gan_scale import TOLERANCE
+
+from jaxart import cli, data
+from jaxart.distributed import host_devices_env
+from jaxart.files import read_json_lines
+from jaxart.gan import GANConfig, init_state, run_keys, sample, sample_state, train_step
+from jaxart.gan import __main__ as gan_main
+from jaxart.gan import evaluate as gan_evaluate
+from jaxart.gan.__main__ import _class_index
+from jaxart.gan.checkpoint import load_latest, load_latest_run
+from jaxart.gan.metrics import class_accuracy
+from jaxart.gan.models import make_models
+from jaxart.gan.train import class_cycle, sample_labels
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = GANConfig(conditional=True, hidden_dim=32, latent_dim=8)
+FLAGS = ["--data", FIXTURE, "--conditional", "--hidden-dim", "32", "--latent-dim", "8", "--steps-per-call", "10"]
+LOSSES = ("d_loss", "g_loss", "d_x", "d_g_z")
+
+
+@pytest.fixture(scope="module")
+def fixture_data() -> data.Dataset:
+    return data.load(str(FIXTURE))
+
+
+def _leaky(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, 0.2 * x)
+
+
+def _dense(params, x: np.ndarray) -> np.ndarray:
+    return x @ np.asarray(params["kernel"], np.float64) + np.asarray(params["bias"], np.float64)
+
+
+def test_mlp_models_are_the_numpy_conditional_networks():
+    """G: the one-hot label beside the noise (Mirza & Osindero); D: the unconditional logit plus
+    the label's embedding dotted with the last hidden layer (a projection discriminator), in
+    float64 against the float32 modules."""
+    generator, discriminator = make_models(CONFIG.static)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, CONFIG.latent_dim)).astype(np.float32)
+    labels = np.array([0, 3, 3, 7, 9, 1], np.int32)
+    images = rng.random((6, 28, 28)).astype(np.float32)
+    state = init_state(run_keys(0).init, CONFIG)
+    g, d = state.g_params, state.d_params
+
+    x = np.concatenate([z, np.eye(10)[labels]], axis=1)
+    x = np.maximum(_dense(g["Dense_0"], x), 0)
+    x = np.maximum(_dense(g["Dense_1"], x), 0)
+    expected_images = (1 / (1 + np.exp(-_dense(g["Dense_2"], x)))).reshape(6, 28, 28)
+    actual_images = generator.apply({"params": g}, z, labels, train=False)
+    np.testing.assert_allclose(actual_images, expected_images, rtol=1e-5, atol=1e-6)
+
+    h = _leaky(_dense(d["Dense_1"], _leaky(_dense(d["Dense_0"], images.reshape(6, -1)))))
+    embedding = np.asarray(d["Embed_0"]["embedding"], np.float64)
+    expected_logits = _dense(d["Dense_2"], h)[:, 0] + (embedding[labels] * h).sum(1)
+    actual_logits = discriminator.apply({"params": d}, images, labels, train=False)
+    np.testing.assert_allclose(actual_logits, expected_logits, rtol=1e-5, atol=1e-6)
+    # The label's term is not negligible at initialisation: it moves the logit.
+    other = discriminator.apply({"params": d}, images, (labels + 1) % 10, train=False)
+    assert np.abs(np.asarray(other) - np.asarray(actual_logits)).max() > 1e-3
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_the_label_chooses_the_image(model):
+    """Same noise, another label: another image; the default labels cycle through the classes."""
+    config = dataclasses.replace(CONFIG, model=model, hidden_dim=16)
+    state = init_state(run_keys(0).init, config)
+    key = jax.random.key(1)
+    images = sample(state.g_params, key, 12, config.static, state.g_collections)
+    assert images.shape == (12, 28, 28) and images.dtype == np.float32
+    assert_same_bits(images, sample(state.g_params, key, 12, config.static, state.g_collections, class_cycle(12)))
+    sevens = sample(state.g_params, key, 12, config.static, state.g_collections, np.full(12, 7, np.int32))
+    assert_same_bits(sevens[7], images[7])  # image 7 was asked for a 7 in both
+    assert np.abs(np.asarray(sevens[0]) - np.asarray(images[0])).max() > 1e-4
+    assert_same_bits(sample_state(state, key, 12, labels=np.full(12, 7, np.int32)), sevens)
+
+
+def test_an_unconditional_model_takes_no_labels():
+    config = GANConfig(hidden_dim=16, latent_dim=8)
+    state = init_state(run_keys(0).init, config)
+    with pytest.raises(ValueError, match="unconditional"):
+        sample(state.g_params, jax.random.key(0), 4, config.static, None, np.zeros(4, np.int32))
+
+
+def test_class_cycle_and_sample_labels():
+    assert class_cycle(23).tolist() == [i % 10 for i in range(23)]
+    labels = np.asarray(sample_labels(jax.random.key(0), 100_000))
+    counts = np.bincount(labels, minlength=10)
+    assert labels.min() == 0 and labels.max() == 9 and len(counts) == 10
+    # Uniform: each count ~ Binomial(1e5, 0.1), sd 95; 6 sd.
+    assert np.abs(counts - 10_000).max() < 570
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_the_step_reads_the_real_labels(model, fixture_data):
+    """A step of a conditional model depends on the batch's labels, and repeats bit for bit."""
+    config = dataclasses.replace(CONFIG, model=model, hidden_dim=16)
+    keys = run_keys(0)
+    images, labels = fixture_data.images[:32], fixture_data.labels[:32]
+
+    def one_step(batch_labels):
+        state, metrics = train_step(init_state(keys.init, config), (images, batch_labels), keys.train)
+        return state, metrics
+
+    state, metrics = one_step(labels)
+    again, metrics_again = one_step(labels)
+    assert_same_bits((state.d_params, metrics), (again.d_params, metrics_again))
+    _, shifted = one_step((labels + 1) % 10)
+    assert float(shifted["d_loss"]) != float(metrics["d_loss"])
+    assert int(state.step) == 1 and np.isfinite(float(metrics["g_loss"]))
+
+
+def test_class_accuracy_against_a_loop():
+    rng = np.random.default_rng(0)
+    probs = rng.random((500, 10))
+    labels = rng.integers(0, 9, 500)  # class 9 never asked for
+    accuracy = class_accuracy(probs, labels)
+    for c in range(9):
+        asked = labels == c
+        assert accuracy[c] == pytest.approx(np.mean(probs[asked].argmax(1) == c))
+    assert np.isnan(accuracy[9])
+    with pytest.raises(ValueError):
+        class_accuracy(probs, labels[:-1])
+
+
+def test_summary_names_the_worst_class():
+    record = {
+        "fcd": 3.0,
+        "inception_score": 9.0,
+        "kl_to_uniform": 0.01,
+        "missing_classes": [],
+        "dataset": "fashion-mnist",
+        "class_accuracy": [0.99, 0.98, 0.97, 0.96, 0.95, 0.99, 0.9, 0.99, 0.99, 0.99],
+        "min_class_accuracy": 0.9,
+    }
+    assert "classified as asked: lowest 90.0% (Shirt)" in gan_evaluate.summary(record)
+    assert gan_evaluate.class_names("mnist") == tuple("0123456789")
+
+
+@pytest.fixture(scope="module")
+def judge_patch():
+    """The committed MNIST judge stands in for the fixture's (which would be trained first)."""
+    from jaxart.gan.judge import load_judge, shipped_dir
+
+    judge = load_judge(shipped_dir("mnist"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gan_evaluate, "load_or_train_judge", lambda *args, **kwargs: judge)
+        yield
+
+
+def test_cli_resume_runs_sample_by_class_and_eval(tmp_path, capsys, judge_patch):
+    """`train --conditional`: a resumed run ends with the bits of a straight one (labels and
+    moving average included); a `--runs 2` sweep of rates follows the single runs; `sample
+    --digit` draws the class asked; `eval` reports the share classified as asked per class."""
+
+    def run(*argv) -> None:
+        status, err = run_cli(list(argv), capsys)
+        assert status == 0, err
+
+    checkpoints = ["--checkpoint-every", "10"]
+    run("train", "--workdir", tmp_path / "straight", *FLAGS, "--max-steps", "30", *checkpoints)
+    run("train", "--workdir", tmp_path / "halves", *FLAGS, "--max-steps", "10", *checkpoints)
+    run("train", "--workdir", tmp_path / "halves", *FLAGS, "--max-steps", "30", *checkpoints)
+    straight = load_latest(tmp_path / "straight")
+    assert int(straight.step) == 30 and straight.g_ema is not None and straight.config.conditional
+    assert_same_bits(straight, load_latest(tmp_path / "halves"))
+
+    # A sweep: run r of `--runs 2 --lr a,b` is the single run of seed r at the r-th rate.
+    sweep = ["--runs", "2", "--lr", "2e-4,1e-3"]
+    run("train", "--workdir", tmp_path / "runs", *sweep, *FLAGS, "--max-steps", "30", *checkpoints)
+    run("train", "--workdir", tmp_path / "seed1", "--seed", "1", "--lr", "1e-3", *FLAGS, "--max-steps", "30")
+    ours = np.array([[r[k] for k in LOSSES] for r in read_json_lines(tmp_path / "runs/run-001/metrics.jsonl")])
+    single = np.array([[r[k] for k in LOSSES] for r in read_json_lines(tmp_path / "seed1/metrics.jsonl")])
+    assert np.max(np.abs(ours - single) / np.abs(single)) <= TOLERANCE
+
+    run("sample", "--workdir", tmp_path / "straight", "--digit", "7", "--num", "12", "--out", tmp_path / "7.npy")
+    run("sample", "--workdir", tmp_path / "straight", "--num", "12", "--out", tmp_path / "all.npy")
+    sevens, every = np.load(tmp_path / "7.npy"), np.load(tmp_path / "all.npy")
+    assert sevens.shape == (12, 28, 28) and sevens.dtype == np.float32
+    key = jax.random.split(jax.random.key(0), 1)[0]  # `sample`'s first (and only) call's key
+    np.testing.assert_array_equal(sevens, sample_state(straight, key, 12, labels=np.full(12, 7, np.int32)))
+    np.testing.assert_array_equal(every, sample_state(straight, key, 12))
+    np.testing.assert_array_equal(sevens[7], every[7])  # image 7 of the default cycle is a 7
+    run("sample", "--workdir", tmp_path / "straight", "--num", "100", "--out", tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").is_file()
+
+    capsys.readouterr()
+    assert cli.run(gan_main.main, ["eval", "--workdir", str(tmp_path / "straight"), "--num", "200"]) == 0
+    assert "classified as asked: lowest " in capsys.readouterr().out
+    (record,) = read_json_lines(tmp_path / "straight" / "eval.jsonl")
+    assert len(record["class_accuracy"]) == 10 and record["min_class_accuracy"] == min(record["class_accuracy"])
+
+
+def test_cli_devices_follow_one_device(tmp_path, capsys):
+    """`--conditional --devices 2` (a subprocess with two CPU devices) follows the one-device run."""
+    command = ["train", "--workdir", tmp_path / "one", *FLAGS, "--max-steps", "20"]
+    status, err = run_cli(command, capsys)
+    assert status == 0, err
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxart.gan", "train", "--workdir", tmp_path / "two", *FLAGS, "--max-steps", "20"]
+        + ["--devices", "2"],
+        capture_output=True,
+        text=True,
+        env={**host_devices_env(2), "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    one, two = (
+        np.array([[r[k] for k in LOSSES] for r in read_json_lines(tmp_path / name / "metrics.jsonl")])
+        for name in ("one", "two")
+    )
+    assert one.shape == (20, 4) and np.max(np.abs(two - one) / np.abs(one)) <= TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("conditional") / "run"
+    assert cli.run(gan_main.main, ["train", "--workdir", str(workdir), *map(str, FLAGS), "--max-steps", "10"]) == 0
+    return workdir
+
+
+@pytest.mark.parametrize("digit", ["10", "-1", "seven", "", "7.0", "Sandal", "\u0663"])
+def test_bad_digit_refused_in_one_line(digit, conditional_run, tmp_path, capsys):
+    out = tmp_path / "x.npy"
+    status, err = run_cli(["sample", "--workdir", conditional_run, "--digit", digit, "--out", out], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "--digit" in err and "0..9" in err and not out.exists()
+
+
+def test_class_names_of_fashion_mnist(conditional_run):
+    """--digit takes Fashion-MNIST's class names (any case), or their numbers."""
+    state, _ = load_latest_run(conditional_run)
+    assert _class_index("sandal", state, "fashion-mnist", "w") == 5
+    assert _class_index("T-SHIRT", state, "fashion-mnist", "w") == 0
+    assert _class_index("9", state, "fashion-mnist", "w") == 9
+
+
+def test_labels_outside_the_classes_refused(tmp_path, capsys):
+    """Data labelled 0..10 cannot train a 10-class model: one line, nothing written."""
+    folder = tmp_path / "data"
+    shutil.copytree(FIXTURE, folder)
+    labels = data.read_idx(folder / "train-labels-idx1-ubyte.gz").copy()
+    labels[5] = 10
+    header = bytes([0, 0, 8, 1]) + len(labels).to_bytes(4, "big")
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes()))
+    workdir = tmp_path / "run"
+    status, err = run_cli(["train", "--workdir", workdir, *FLAGS[2:], "--data", folder, "--max-steps", "10"], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--conditional needs labels 0..9" in err and "label 10" in err
+    assert not workdir.exists()
+
+
+def test_resume_without_conditional_names_the_switch(conditional_run, capsys):
+    flags = [f for f in FLAGS if f != "--conditional"]
+    status, err = run_cli(["train", "--workdir", conditional_run, *flags, "--max-steps", "20"], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "holds a run with --conditional True, not False; pass --conditional to resume it" in err
+    assert int(load_latest(conditional_run).step) == 10
