@@ -273,3 +273,12 @@ def test_resume_without_conditional_names_the_switch(conditional_run, capsys):
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "holds a run with --conditional True, not False; pass --conditional to resume it" in err
     assert int(load_latest(conditional_run).step) == 10
+
+
+def test_a_batch_of_the_wrong_kind_is_refused(fixture_data):
+    """A conditional model needs (images, labels); an unconditional one takes images alone."""
+    images, labels = fixture_data.images[:32], fixture_data.labels[:32]
+    keys = run_keys(0)
+    for config, batch in ((CONFIG, images), (GANConfig(hidden_dim=16, latent_dim=8), (images, labels))):
+        with pytest.raises(ValueError, match=r"\(images, labels\) batches"):
+            train_step(init_state(keys.init, config), batch, keys.train)

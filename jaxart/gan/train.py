@@ -133,7 +133,11 @@ def _split(variables: Mapping[str, Any]) -> tuple[Params, Collections]:
 
 
 def _apply(
-    module: nn.Module, params: Params, collections: Collections, *inputs: jax.Array | None, train: bool = True
+    module: nn.Module,
+    params: Params,
+    collections: Collections,
+    *inputs: jax.Array | np.ndarray | None,
+    train: bool = True,
 ) -> tuple[Any, Collections]:
     """module(*inputs) -> (output, updated collections); only a training pass mutates them.
     inputs: the data, and the labels (None for an unconditional model, which takes none)."""
@@ -227,7 +231,9 @@ def step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metri
     generator, _ = make_models(config)
     # Adam's update reads the rate and b1 from the optimiser state; both networks share them.
     tx = _adam(**state.d_opt_state.hyperparams)
-    images, real_labels = batch if config.conditional else (batch, None)
+    if isinstance(batch, tuple) != config.conditional:
+        raise ValueError("a conditional model trains on (images, labels) batches, an unconditional one on images alone")
+    images, real_labels = batch if isinstance(batch, tuple) else (batch, None)
     real = to_unit(images)
     step_key = jax.random.fold_in(key, state.step)
     z = sample_latent(step_key, real.shape[0], config.latent_dim)
@@ -343,7 +349,7 @@ def sample(
     n: int,
     config: ModelConfig = ModelConfig(),
     g_collections: Collections | None = None,
-    labels: jax.Array | None = None,
+    labels: jax.Array | np.ndarray | None = None,
 ) -> jax.Array:
     """n generated images (n, 28, 28), float32 in [0, 1].
 
@@ -363,7 +369,7 @@ def sample(
 
 @functools.partial(jax.jit, static_argnames=("n", "raw"))
 def sample_state(
-    state: GANState, key: jax.Array, n: int, raw: bool = False, labels: jax.Array | None = None
+    state: GANState, key: jax.Array, n: int, raw: bool = False, labels: jax.Array | np.ndarray | None = None
 ) -> jax.Array:
     """n images (n, 28, 28) in [0, 1] from a run's state: its moving-average generator, or with
     `raw` the trained one (see `generator_params`); `labels` as `sample`'s."""
