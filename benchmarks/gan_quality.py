@@ -18,6 +18,7 @@ in turn, and also scored on the share of each class's samples the judge classifi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from benchmarks.common import machine
 from jaxart import backend, data, schedule
 from jaxart.gan import GANConfig, parallel
 from jaxart.gan.evaluate import asked_classes, eval_config, evaluate_samples, load_judge_and_reference, sample_images
-from jaxart.gan.models import steps_per_call
+from jaxart.gan.models import class_weight, steps_per_call
 from jaxart.gan.train import epoch_order, run_keys, sample_state
 
 NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN, jaxart"}
@@ -59,10 +60,12 @@ def train_seed(images, seeds, epochs, threads, judge, reference, config, emit) -
             emit("seed", s, 1, e, done, seconds, score(sampled[: config.num_samples], judge, reference, config))
 
 
-def train_jaxart(model, dataset, seeds, epochs, ema_decay, conditional, judge, reference, config, emit) -> None:
+def train_jaxart(model, dataset, seeds, epochs, run: GANConfig, judge, reference, config, emit) -> None:
     """`seeds` (consecutive) as one vmapped program (`--runs len(seeds)`) on one device; each run
-    scored twice, its trained generator and (with `ema_decay`) its moving average."""
-    run = GANConfig(model=model, seed=seeds[0], ema_decay=ema_decay, conditional=conditional)
+    scored twice, its trained generator and (with an `ema_decay`) its moving average. `run`: the
+    runs' settings besides model and seed."""
+    run = dataclasses.replace(run, model=model, seed=seeds[0])
+    conditional = run.conditional
     images = dataset.images
     training = (images, dataset.labels) if conditional else images
     labels = asked_classes(config) if conditional else None
@@ -83,13 +86,14 @@ def train_jaxart(model, dataset, seeds, epochs, ema_decay, conditional, judge, r
             runs = [parallel.local(one) for one in parallel.unstack(mesh, state)]
             seconds = time.perf_counter() - start
             for one, s in zip(runs, seeds):
-                for generator in ("raw", "ema") if ema_decay else ("raw",):
+                for generator in ("raw", "ema") if run.ema_decay else ("raw",):
                     fn = lambda key, n, one=one, raw=generator == "raw": sample_state(one, key, n, raw)  # noqa: E731
                     sampled = sample_images(
                         fn, jax.random.key(config.seed), config.num_samples, config.sample_batch_size
                     )
                     result = score(sampled, judge, reference, config, labels) | {"generator": generator}
-                    result |= {"conditional": True} if conditional else {}
+                    if conditional:
+                        result |= {"conditional": True, "class_weight": class_weight(run)}
                     emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
             start = time.perf_counter() - seconds  # scoring is not training time
 
@@ -102,14 +106,19 @@ def table(records: list[dict]) -> str:
     ]
 
     def kind(r: dict) -> tuple:
-        # Records of versions before the moving average scored the trained generator.
-        return r["model"], r.get("conditional", False), r.get("generator", "raw") == "ema", r["epochs"]
+        # Records of versions before the moving average scored the trained generator, and before
+        # the class loss trained their conditional models without one.
+        ema = r.get("generator", "raw") == "ema"
+        return r["model"], r.get("conditional", False), r.get("class_weight", 0.0), ema, r["epochs"]
 
     kinds = sorted({kind(r) for r in records})
     for model in NAMES:
         for k in [k for k in kinds if k[0] == model]:
-            _, conditional, ema, e = k
+            _, conditional, class_weight, ema, e = k
             generator = "ema" if ema else "raw"
+            variant = (", conditional" if conditional else "") + (
+                f", class weight {class_weight:g}" if class_weight else ""
+            )
             rs = [r for r in records if kind(r) == k]
             fcd, sc, rec = (np.array([r[k] for r in rs]) for k in ("fcd", "inception_score", "recall"))
             sd = lambda x, f: format(x.std(ddof=1), f) if len(x) > 1 else "-"  # noqa: E731
@@ -117,7 +126,7 @@ def table(records: list[dict]) -> str:
             lowest = np.array([r.get("min_class_accuracy", np.nan) for r in rs])
             asked = "-" if np.isnan(lowest).all() else f"{lowest.mean():.1%} ({lowest.min():.1%})"
             lines.append(
-                f"| {NAMES[model]}{', conditional' if conditional else ''} | {generator} | {e} | {len(rs)} "
+                f"| {NAMES[model]}{variant} | {generator} | {e} | {len(rs)} "
                 f"| {fcd.mean():.1f} ± {sd(fcd, '.1f')} "
                 f"| {fcd.min():.1f}-{fcd.max():.1f} | {sc.mean():.2f} ± {sd(sc, '.2f')} "
                 f"| {rec.mean():.3f} ± {sd(rec, '.3f')} "
@@ -150,6 +159,11 @@ def main() -> None:
     parser.add_argument(
         "--conditional", action="store_true", help="jaxart's models class-conditional (train --conditional)"
     )
+    parser.add_argument(
+        "--class-weight",
+        type=float,
+        help="with --conditional, the class loss's weight (train --class-weight; default: the model's)",
+    )
     parser.add_argument("--torch-threads", type=int, default=1, help="the PyTorch seed's threads")
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
@@ -174,6 +188,7 @@ def main() -> None:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
 
+    run = GANConfig(ema_decay=args.ema_decay, conditional=args.conditional, class_weight=args.class_weight)
     for model in args.models:
         epochs = sorted(args.dcgan_epochs if model == "dcgan" and args.dcgan_epochs else args.epochs)
         if model == "seed":
@@ -182,18 +197,7 @@ def main() -> None:
             together = args.together or len(seeds)
             for group in range(0, len(seeds), together):
                 group_seeds = seeds[group : group + together]
-                train_jaxart(
-                    model,
-                    dataset,
-                    group_seeds,
-                    epochs,
-                    args.ema_decay,
-                    args.conditional,
-                    judge,
-                    reference,
-                    config,
-                    emit,
-                )
+                train_jaxart(model, dataset, group_seeds, epochs, run, judge, reference, config, emit)
 
 
 if __name__ == "__main__":

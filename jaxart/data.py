@@ -68,6 +68,16 @@ class Dataset(NamedTuple):
         return h.hexdigest()
 
 
+def check_labels(dataset: Dataset, what: str) -> None:
+    """Raises InputError naming `what` (the data's role) unless it holds images, each labelled
+    with a class 0..NUM_CLASSES-1."""
+    labels = np.asarray(dataset.labels)
+    outside = labels[(labels < 0) | (labels >= NUM_CLASSES)]
+    if len(labels) == 0 or len(outside):
+        found = f"label {int(outside[0])}" if len(outside) else "no images"
+        raise InputError(f"{what} needs images labelled 0..{NUM_CLASSES - 1}; it has {found}")
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Reads one IDX file (gzipped or not) into a numpy array, checking its header against its
     length: a header that lies about the sizes is refused like a file cut short."""

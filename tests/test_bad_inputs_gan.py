@@ -279,6 +279,16 @@ CASES = {
     "train: b1 of 1": Case(
         lambda t, w: [*TRAIN, t / "run", *TINY, "--b1", "1"], 2, "--b1: expected a number in [0, 1)"
     ),
+    "train: class weight without --conditional": Case(
+        lambda t, w: [*TRAIN, t / "run", *TINY, "--class-weight", "1"],
+        2,
+        "--class-weight weighs the class loss of --conditional models only",
+    ),
+    "train: negative class weight": Case(
+        lambda t, w: [*TRAIN, t / "run", *TINY, "--conditional", "--class-weight", "-0.5"],
+        2,
+        "--class-weight: expected a finite number >= 0",
+    ),
     "train: too few eval samples": Case(
         lambda t, w: [*TRAIN, t / "run", *TINY, "--eval-every", "10", "--eval-samples", "5"],
         2,

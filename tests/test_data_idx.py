@@ -115,3 +115,13 @@ def test_good_idx_files_load(tmp_path):
     (tmp_path / LABELS).write_bytes(GOOD_LABELS)
     dataset = data.load_folder(tmp_path)
     assert dataset.images.shape == (N, 28, 28) and dataset.labels.tolist() == list(range(N))
+
+
+@pytest.mark.parametrize(
+    "labels, found", [([0, 9, 10, 3], "it has label 10"), ([2, -1], "it has label -1"), ([], "it has no images")]
+)
+def test_labels_outside_the_classes_are_one_input_error(labels, found):
+    dataset = data.Dataset(np.zeros((len(labels), 28, 28), np.uint8), np.array(labels, np.int64))
+    with pytest.raises(InputError, match=f"the test set needs images labelled 0..9; {found}"):
+        data.check_labels(dataset, "the test set")
+    data.check_labels(data.Dataset(np.zeros((3, 28, 28), np.uint8), np.array([0, 5, 9], np.uint8)), "fine")

@@ -145,12 +145,13 @@ def test_no_arguments_trains_the_seed_job(monkeypatch):
 def test_every_config_field_is_a_flag_and_back():
     """The CLI maps flags onto both configs one to one."""
     argv = ["--model", "dcgan", "--batch-size", "8", "--lr", "0.001", "--b1", "0.3", "--latent-dim", "5"]
-    argv += ["--hidden-dim", "8", "--conditional", "--ema-decay", "0.5", "--seed", "4", "--workdir", "w", "--data", "d"]
+    argv += ["--hidden-dim", "8", "--conditional", "--class-weight", "0.25", "--ema-decay", "0.5", "--seed", "4"]
+    argv += ["--workdir", "w", "--data", "d"]
     argv += ["--epochs", "2", "--max-steps", "7", "--checkpoint-every", "3", "--keep-checkpoints", "2"]
     argv += ["--steps-per-call", "5", "--eval-every", "6", "--eval-samples", "20", "--no-tensorboard"]
     args = gan_main.parser().parse_args(["train", *argv])
     config, run = cli.config_from_args(GANConfig, args), cli.config_from_args(RunConfig, args)
-    assert config == GANConfig("dcgan", 8, 0.001, 0.3, 5, 8, True, 0.5, 4)
+    assert config == GANConfig("dcgan", 8, 0.001, 0.3, 5, 8, True, 0.25, 0.5, 4)
     assert run == RunConfig("w", "d", 2, 7, 3, 2, 5, 6, 20, False)
 
 

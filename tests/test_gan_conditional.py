@@ -19,25 +19,36 @@ from test_gan_scale import TOLERANCE
 
 from jaxart import cli, data
 from jaxart.distributed import host_devices_env
+from jaxart.errors import ConfigError
 from jaxart.files import read_json_lines
 from jaxart.gan import GANConfig, init_state, run_keys, sample, sample_state, train_step
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan import evaluate as gan_evaluate
 from jaxart.gan.__main__ import _class_index
-from jaxart.gan.checkpoint import load_latest, load_latest_run
+from jaxart.gan.checkpoint import STATE_FORMAT, _config_from_meta, load_latest, load_latest_run
+from jaxart.gan.config import as_json
 from jaxart.gan.metrics import class_accuracy
-from jaxart.gan.models import make_models
-from jaxart.gan.train import class_cycle, sample_labels
+from jaxart.gan.models import class_weight, make_models
+from jaxart.gan.train import class_cycle, class_loss, discriminator_loss, generator_loss, sample_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = GANConfig(conditional=True, hidden_dim=32, latent_dim=8)
-FLAGS = ["--data", FIXTURE, "--conditional", "--hidden-dim", "32", "--latent-dim", "8", "--steps-per-call", "10"]
+# With a class loss, so the commands' tests cover it too.
+CONDITIONAL = ["--conditional", "--class-weight", "0.5"]
+FLAGS = ["--data", FIXTURE, *CONDITIONAL, "--hidden-dim", "32", "--latent-dim", "8", "--steps-per-call", "10"]
 LOSSES = ("d_loss", "g_loss", "d_x", "d_g_z")
 
 
 @pytest.fixture(scope="module")
 def fixture_data() -> data.Dataset:
     return data.load(str(FIXTURE))
+
+
+def _trained_embeddings(d_params):
+    """D's parameters with random class embeddings in place of its initial ones."""
+    embedding = d_params["Embed_0"]["embedding"]
+    random = jax.random.normal(jax.random.key(7), embedding.shape) * 0.1
+    return {**d_params, "Embed_0": {"embedding": random}}
 
 
 def _leaky(x: np.ndarray) -> np.ndarray:
@@ -58,7 +69,9 @@ def test_mlp_models_are_the_numpy_conditional_networks():
     labels = np.array([0, 3, 3, 7, 9, 1], np.int32)
     images = rng.random((6, 28, 28)).astype(np.float32)
     state = init_state(run_keys(0).init, CONFIG)
-    g, d = state.g_params, state.d_params
+    # The MLP's class embeddings start at zero (D starts unconditional); trained ones are not.
+    assert not np.any(state.d_params["Embed_0"]["embedding"])
+    g, d = state.g_params, _trained_embeddings(state.d_params)
 
     x = np.concatenate([z, np.eye(10)[labels]], axis=1)
     x = np.maximum(_dense(g["Dense_0"], x), 0)
@@ -69,12 +82,88 @@ def test_mlp_models_are_the_numpy_conditional_networks():
 
     h = _leaky(_dense(d["Dense_1"], _leaky(_dense(d["Dense_0"], images.reshape(6, -1)))))
     embedding = np.asarray(d["Embed_0"]["embedding"], np.float64)
-    expected_logits = _dense(d["Dense_2"], h)[:, 0] + (embedding[labels] * h).sum(1)
-    actual_logits = discriminator.apply({"params": d}, images, labels, train=False)
-    np.testing.assert_allclose(actual_logits, expected_logits, rtol=1e-5, atol=1e-6)
-    # The label's term is not negligible at initialisation: it moves the logit.
-    other = discriminator.apply({"params": d}, images, (labels + 1) % 10, train=False)
-    assert np.abs(np.asarray(other) - np.asarray(actual_logits)).max() > 1e-3
+    expected_logits = _dense(d["Dense_2"], h) + h @ embedding.T  # (6, 10): column c for class c
+    scores = discriminator.apply({"params": d}, images, train=False)
+    assert scores.logits.shape == (6, 10)
+    np.testing.assert_allclose(scores.logits, expected_logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores.class_logits, h @ embedding.T, rtol=1e-5, atol=1e-6)
+    assert np.abs(np.diff(np.asarray(scores.logits), axis=1)).max() > 1e-3
+
+
+def _bce_real(logits: np.ndarray, target: float) -> float:
+    """Mean binary cross-entropy of logits against a constant target, in float64."""
+    return float(np.mean(np.logaddexp(0, logits) - target * logits))
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    log_softmax = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    return float(-np.mean(log_softmax[np.arange(len(labels)), labels]))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7])
+def test_losses_read_the_asked_class_and_weigh_the_class_loss(weight):
+    """D's loss: BCE at each real image's label (1) and each fake's asked label (0), + weight x the
+    cross-entropy of D's rows as a classifier of the real images; G's: BCE at the asked label (1)
+    + weight x the cross-entropy of the fakes as asked. Against NumPy in float64."""
+    config = dataclasses.replace(CONFIG, class_weight=weight)
+    _, discriminator = make_models(config.static)
+    d_params = _trained_embeddings(init_state(run_keys(0).init, config).d_params)
+    rng = np.random.default_rng(1)
+    real, fake = rng.random((2, 8, 28, 28)).astype(np.float32)
+    real_labels, fake_labels = rng.integers(0, 10, (2, 8)).astype(np.int32)
+    logits = [np.asarray(discriminator.apply({"params": d_params}, x).logits, np.float64) for x in (real, fake)]
+    rows = np.arange(8)
+    asked_real, asked_fake = logits[0][rows, real_labels], logits[1][rows, fake_labels]
+
+    d_loss, (d_x, d_g_z, _) = discriminator_loss(d_params, {}, real, fake, config.static, real_labels, fake_labels)
+    expected = _bce_real(asked_real, 1) + _bce_real(asked_fake, 0) + weight * _cross_entropy(logits[0], real_labels)
+    assert float(d_loss) == pytest.approx(expected, rel=1e-5)
+    assert float(d_x) == pytest.approx(np.mean(1 / (1 + np.exp(-asked_real))), rel=1e-5)
+    assert float(d_g_z) == pytest.approx(np.mean(1 / (1 + np.exp(-asked_fake))), rel=1e-5)
+
+    g_loss, _ = generator_loss(fake, d_params, {}, config.static, fake_labels)
+    expected = _bce_real(asked_fake, 1) + weight * _cross_entropy(logits[1], fake_labels)
+    assert float(g_loss) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_the_class_loss_of_d_trains_only_the_class_embeddings(model):
+    """D's class loss reads D's features held constant: its gradient reaches the class
+    embeddings and nothing else of D, while G's class loss reaches the fakes through them."""
+    config = dataclasses.replace(CONFIG, model=model, hidden_dim=16, class_weight=1.0)
+    _, discriminator = make_models(config.static)
+    d_params = _trained_embeddings(init_state(run_keys(0).init, config).d_params)
+    images = np.random.default_rng(2).random((4, 28, 28)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4], np.int32)
+
+    def loss(params, images):
+        return class_loss(discriminator.apply({"params": params}, images).class_logits, labels)
+
+    grads = jax.grad(loss)(d_params, images)
+    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+        assert (np.abs(grad).max() > 0) == ("Embed_0" in jax.tree_util.keystr(path)), path
+    fake_grad = jax.grad(lambda x: class_loss(discriminator.apply({"params": d_params}, x).logits, labels))(images)
+    assert np.abs(fake_grad).max() > 0
+
+
+def test_class_weight_settings():
+    """Unset: the model's (mlp 1, dcgan 0); only for a conditional model; finite and >= 0."""
+    assert class_weight(GANConfig(conditional=True)) == 1.0
+    assert class_weight(GANConfig(conditional=True, model="dcgan").static) == 0.0
+    assert class_weight(GANConfig(conditional=True, class_weight=0.25).static) == 0.25
+    assert class_weight(GANConfig()) == 0.0
+    for bad in ({"class_weight": 1.0}, {"conditional": True, "class_weight": float("nan")}):
+        with pytest.raises(ConfigError, match="class.weight"):
+            GANConfig(**bad)
+
+
+def test_checkpoints_before_the_class_loss_had_none():
+    """A conditional run recorded before --class-weight trained without a class loss and resumes
+    so; an unconditional one has none to set."""
+    for conditional, expected in ((True, 0.0), (False, None)):
+        recorded = {k: v for k, v in as_json(GANConfig(conditional=conditional)).items() if k != "class_weight"}
+        meta = {"config": recorded, "data_sha256": "x", "state_format": STATE_FORMAT}
+        assert _config_from_meta(meta, "w") == GANConfig(conditional=conditional, class_weight=expected)
 
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
@@ -122,8 +211,9 @@ def test_the_step_reads_the_real_labels(model, fixture_data):
     state, metrics = one_step(labels)
     again, metrics_again = one_step(labels)
     assert_same_bits((state.d_params, metrics), (again.d_params, metrics_again))
-    _, shifted = one_step((labels + 1) % 10)
-    assert float(shifted["d_loss"]) != float(metrics["d_loss"])
+    shifted, _ = one_step((labels + 1) % 10)
+    embeddings = (state.d_params["Embed_0"]["embedding"], shifted.d_params["Embed_0"]["embedding"])
+    assert np.abs(np.asarray(embeddings[0]) - np.asarray(embeddings[1])).max() > 0
     assert int(state.step) == 1 and np.isfinite(float(metrics["g_loss"]))
 
 
@@ -166,9 +256,10 @@ def judge_patch():
 
 
 def test_cli_resume_runs_sample_by_class_and_eval(tmp_path, capsys, judge_patch):
-    """`train --conditional`: a resumed run ends with the bits of a straight one (labels and
-    moving average included); a `--runs 2` sweep of rates follows the single runs; `sample
-    --digit` draws the class asked; `eval` reports the share classified as asked per class."""
+    """`train --conditional --class-weight`: a resumed run ends with the bits of a straight one
+    (labels, moving average and class loss included); a `--runs 2` sweep of rates follows the
+    single runs; `sample --digit` draws the class asked; `eval` reports the share classified as
+    asked per class."""
 
     def run(*argv) -> None:
         status, err = run_cli(list(argv), capsys)
@@ -179,7 +270,8 @@ def test_cli_resume_runs_sample_by_class_and_eval(tmp_path, capsys, judge_patch)
     run("train", "--workdir", tmp_path / "halves", *FLAGS, "--max-steps", "10", *checkpoints)
     run("train", "--workdir", tmp_path / "halves", *FLAGS, "--max-steps", "30", *checkpoints)
     straight = load_latest(tmp_path / "straight")
-    assert int(straight.step) == 30 and straight.g_ema is not None and straight.config.conditional
+    assert int(straight.step) == 30 and straight.g_ema is not None
+    assert straight.config.conditional and straight.config.class_weight == 0.5
     assert_same_bits(straight, load_latest(tmp_path / "halves"))
 
     # A sweep: run r of `--runs 2 --lr a,b` is the single run of seed r at the r-th rate.
@@ -263,12 +355,12 @@ def test_labels_outside_the_classes_refused(tmp_path, capsys):
     workdir = tmp_path / "run"
     status, err = run_cli(["train", "--workdir", workdir, *FLAGS[2:], "--data", folder, "--max-steps", "10"], capsys)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
-    assert "--conditional needs labels 0..9" in err and "label 10" in err
+    assert "--conditional model's --data" in err and "needs images labelled 0..9; it has label 10" in err
     assert not workdir.exists()
 
 
 def test_resume_without_conditional_names_the_switch(conditional_run, capsys):
-    flags = [f for f in FLAGS if f != "--conditional"]
+    flags = [f for f in FLAGS if f not in CONDITIONAL]
     status, err = run_cli(["train", "--workdir", conditional_run, *flags, "--max-steps", "20"], capsys)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "holds a run with --conditional True, not False; pass --conditional to resume it" in err

@@ -218,7 +218,7 @@ def _class_index(digit: str, state, data: str, workdir: str) -> int:
     """`--digit`'s class: 0..9 or a class name of the run's data (any case); InputError for
     another value, or for a run that is not conditional."""
     from jaxart.errors import InputError
-    from jaxart.gan.evaluate import class_names
+    from jaxart.gan.evaluate import class_names, has_class_names
 
     if not state.config.conditional:
         raise InputError(
@@ -229,7 +229,7 @@ def _class_index(digit: str, state, data: str, workdir: str) -> int:
     for index, name in enumerate(names):
         if digit.strip().casefold() in (str(index), name.casefold()):
             return index
-    shown = "0..9" if names[0] == "0" else f"0..9 or one of {', '.join(names)}"
+    shown = f"0..9 or one of {', '.join(names)}" if has_class_names(data) else "0..9"
     raise InputError(f"--digit {digit!r}: the run's data {data!r} has classes {shown}")
 
 

@@ -31,8 +31,10 @@ def run_meta(config: GANConfig, data: str, data_checksum: str) -> dict[str, Any]
     return {"config": as_json(config), "data": data, "data_sha256": data_checksum, "state_format": STATE_FORMAT}
 
 
-# Fields added to GANConfig since checkpoints first recorded it, with what every earlier run had.
-_ADDED_FIELDS = {"ema_decay": 0.0, "conditional": False}
+def _added_fields(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Fields added to GANConfig since checkpoints first recorded it, with what every earlier run
+    had: conditional runs trained without a class loss, unconditional ones have none to set."""
+    return {"ema_decay": 0.0, "conditional": False, "class_weight": 0.0 if recorded.get("conditional") else None}
 
 
 def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
@@ -40,7 +42,7 @@ def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
     same fields under "config") load; a config with other fields is refused in one line."""
     recorded = meta.get("config")
     if isinstance(recorded, dict):
-        recorded = {**_ADDED_FIELDS, **recorded}
+        recorded = {**_added_fields(recorded), **recorded}
     known = {f.name for f in dataclasses.fields(GANConfig)}
     if not isinstance(recorded, dict) or set(recorded) != known or "data_sha256" not in meta:
         raise InputError(

@@ -27,6 +27,7 @@ class ModelConfig:
     hidden_dim: int = 256
     ema_decay: float = 0.0
     conditional: bool = False
+    class_weight: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,14 @@ class GANConfig:
         "discriminator; trains on the data's labels 0..9, and sample --digit chooses the class",
         bool,
     )
+    # None rather than a number: as b1, what serves best differs by model.
+    class_weight: float | None = options.option(
+        None,
+        "with --conditional, weight of a class loss: D's class embeddings read as a classifier learn the real "
+        "images' classes on D's features, and push G's fakes towards the class asked (default: the model's, "
+        "mlp 1, dcgan 0; 0: none)",
+        options.non_negative_float,
+    )
     # The seed has none; it changes no training step, only which generator draws the samples.
     ema_decay: float = options.option(
         0.999,
@@ -74,6 +83,10 @@ class GANConfig:
     def __post_init__(self) -> None:
         if isinstance(self.lr, tuple) and len(self.lr) == 1:
             object.__setattr__(self, "lr", self.lr[0])
+        if self.class_weight is not None and not self.conditional:
+            raise ConfigError(f"{option('class_weight')} weighs the class loss of {option('conditional')} models only")
+        if self.class_weight is not None and not 0 <= self.class_weight < float("inf"):
+            raise ConfigError(f"{option('class_weight')} must be a finite number >= 0, got {self.class_weight}")
         if self.model == "dcgan" and self.hidden_dim < 4:
             raise ConfigError(
                 f"{option('model')} dcgan needs {option('hidden_dim')} of at least 4, got {self.hidden_dim}"
@@ -83,7 +96,13 @@ class GANConfig:
     def static(self) -> ModelConfig:
         """The part the compiled steps depend on."""
         return ModelConfig(
-            self.model, self.batch_size, self.latent_dim, self.hidden_dim, self.ema_decay, self.conditional
+            self.model,
+            self.batch_size,
+            self.latent_dim,
+            self.hidden_dim,
+            self.ema_decay,
+            self.conditional,
+            self.class_weight,
         )
 
     def run(self, r: int, runs: int) -> GANConfig:

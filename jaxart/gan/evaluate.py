@@ -40,6 +40,11 @@ _CLASS_NAMES = {
 }
 
 
+def has_class_names(dataset: str) -> bool:
+    """Whether a data set's classes have names other than their digits."""
+    return dataset in _CLASS_NAMES
+
+
 def class_names(dataset: str) -> tuple[str, ...]:
     """The names of a data set's classes 0..9: Fashion-MNIST's garments, else the digits."""
     return _CLASS_NAMES.get(dataset, tuple(map(str, range(NUM_CLASSES))))
@@ -279,7 +284,7 @@ def _save_eval_figure(
     right.bar(range(k), histogram, color=colours)
     right.axhline(1.0 / k, color="black", linestyle="--", linewidth=1, label="uniform")
     right.axhline(metrics.MIN_SHARE_OF_UNIFORM / k, color="tab:red", linestyle=":", linewidth=1, label="missing below")
-    right.set_xticks(range(k), class_names(dataset), rotation=45 if dataset in _CLASS_NAMES else 0)
+    right.set_xticks(range(k), class_names(dataset), rotation=45 if has_class_names(dataset) else 0)
     for c in result["missing_classes"]:
         right.get_xticklabels()[c].set_color("tab:red")
     right.set_ylabel("fraction of samples")

@@ -142,18 +142,13 @@ def embed(model: Classifier, params: Params, images: np.ndarray | jax.Array, bat
     return Embedding(np.concatenate(features), np.concatenate(probs))
 
 
-def _check_labels(dataset: data.Dataset, what: str) -> None:
-    if len(dataset.labels) == 0 or int(dataset.labels.max()) >= NUM_CLASSES:
-        raise InputError(f"{what} must hold images labelled 0..{NUM_CLASSES - 1}")
-
-
 def _train_params(train: data.Dataset, config: JudgeConfig, log: Log = log_stderr) -> Params:
     """Trains a classifier on `train` with Adam(W) and a one-cycle cosine schedule, deterministically.
 
     Each epoch visits a fresh permutation in full batches (the remainder is dropped, so the
     step compiles once; a different remainder is dropped each epoch).
     """
-    _check_labels(train, "the training set")
+    data.check_labels(train, "the training set")
     steps_per_epoch = len(train.images) // config.batch_size
     if steps_per_epoch == 0:
         raise InputError(f"the training set has fewer than {config.batch_size} images")
@@ -253,7 +248,7 @@ def train_judge(source: str, train: data.Dataset, test: data.Dataset, config: Ju
     """Trains a judge on `train` and measures it on `test`; returns it with its metadata."""
     start = time.perf_counter()
     params = _train_params(train, config, log)
-    _check_labels(test, "the test set")
+    data.check_labels(test, "the test set")
     seconds = time.perf_counter() - start
     meta = {
         "format": _FORMAT,

@@ -77,7 +77,7 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
         evaluation = eval_config(run.eval_samples, what=option("eval_samples"))
     dataset = data.load(run.data)
     if config.conditional:
-        check_labels(dataset, run.data)
+        data.check_labels(dataset, f"a {option('conditional')} model's {option('data')} {run.data!r}")
     steps_per_epoch = len(dataset.images) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -133,15 +133,6 @@ def train(config: GANConfig, run: RunConfig) -> GANState:
         advance = _advance(mesh, configs, training_data, steps_per_epoch)
         state = training.train_loop(state, advance, context, job.actions(evaluate=start < total))
     return state
-
-
-def check_labels(dataset: data.Dataset, source: str) -> None:
-    """Raises InputError unless every label is a class a conditional model has (0..9)."""
-    if len(dataset.labels) and int(dataset.labels.max()) >= data.NUM_CLASSES:
-        raise InputError(
-            f"{option('conditional')} needs labels 0..{data.NUM_CLASSES - 1}; {option('data')} {source!r} "
-            f"has label {int(dataset.labels.max())}"
-        )
 
 
 def _resume_or_init(

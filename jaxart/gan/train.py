@@ -26,7 +26,7 @@ from flax import struct
 
 from jaxart.data import IMAGE_SHAPE, NUM_CLASSES
 from jaxart.gan.config import GANConfig, ModelConfig
-from jaxart.gan.models import adam_b1, make_models
+from jaxart.gan.models import Scores, adam_b1, class_weight, make_models
 from jaxart.images import to_float
 
 Params = Any
@@ -95,7 +95,7 @@ def init(key: jax.Array, config: ModelConfig, hyper: Hyperparams) -> GANState:
     g_key, d_key = jax.random.split(key)
     labels = (jnp.zeros((1,), jnp.int32),) if config.conditional else ()
     g_vars = generator.init(g_key, jnp.zeros((1, config.latent_dim)), *labels, train=False)
-    d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), *labels, train=False)
+    d_vars = discriminator.init(d_key, jnp.zeros((1, *IMAGE_SHAPE)), train=False)
     g_params, g_collections = _split(g_vars)
     d_params, d_collections = _split(d_vars)
     tx = _adam(learning_rate=hyper.lr, b1=hyper.b1)
@@ -184,6 +184,21 @@ def sample_latent(key: jax.Array, n: int, latent_dim: int) -> jax.Array:
     return jax.random.normal(key, (n, latent_dim))
 
 
+def _asked(scores: jax.Array | Scores, labels: jax.Array | None) -> jax.Array:
+    """The logit of each image's class (B,) from a conditional D's `Scores`; an unconditional
+    D's logits (B,) as they are."""
+    if not isinstance(scores, Scores):
+        return scores
+    if labels is None:
+        raise ValueError("a conditional discriminator's logits are read at the images' labels; pass them")
+    return jnp.take_along_axis(scores.logits, labels[:, None], axis=1)[:, 0]
+
+
+def class_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy of class logits (B, classes) against `labels` (B,), averaged."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
 def discriminator_loss(
     d_params: Params,
     d_collections: Collections,
@@ -195,16 +210,22 @@ def discriminator_loss(
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Collections]]:
     """BCE(D(real), 1) + BCE(D(fake), 0) -> (loss, (mean D(real), mean D(fake), collections)).
 
-    real, fake: (B, 28, 28) in [0, 1]; their labels (B,) int for a conditional model.
+    real, fake: (B, 28, 28) in [0, 1]; their labels (B,) int for a conditional model, whose D is
+    read at each image's label, + `class_weight(config)` x the class loss of the real images on
+    D's features held constant (`Scores.class_logits`).
     """
     _, discriminator = make_models(config)
-    real_logits, d_collections = _apply(discriminator, d_params, d_collections, real, real_labels)
-    fake_logits, d_collections = _apply(discriminator, d_params, d_collections, fake, fake_labels)
+    real_scores, d_collections = _apply(discriminator, d_params, d_collections, real)
+    fake_scores, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    real_logit, fake_logit = _asked(real_scores, real_labels), _asked(fake_scores, fake_labels)
     loss = (
-        optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)).mean()
-        + optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)).mean()
+        optax.sigmoid_binary_cross_entropy(real_logit, jnp.ones_like(real_logit)).mean()
+        + optax.sigmoid_binary_cross_entropy(fake_logit, jnp.zeros_like(fake_logit)).mean()
     )
-    return loss, (nn.sigmoid(real_logits).mean(), nn.sigmoid(fake_logits).mean(), d_collections)
+    weight = class_weight(config)
+    if real_labels is not None and weight:
+        loss += weight * class_loss(real_scores.class_logits, real_labels)
+    return loss, (nn.sigmoid(real_logit).mean(), nn.sigmoid(fake_logit).mean(), d_collections)
 
 
 def generator_loss(
@@ -214,10 +235,16 @@ def generator_loss(
     config: ModelConfig,
     labels: jax.Array | None = None,
 ) -> tuple[jax.Array, Collections]:
-    """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real (as of `labels`)."""
+    """BCE(D(fake), 1): how far D is from calling the fakes (B, 28, 28) real (as of `labels`),
+    + `class_weight(config)` x their class loss as the classes asked (`Scores.logits`)."""
     _, discriminator = make_models(config)
-    logits, d_collections = _apply(discriminator, d_params, d_collections, fake, labels)
-    return optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits)).mean(), d_collections
+    scores, d_collections = _apply(discriminator, d_params, d_collections, fake)
+    logit = _asked(scores, labels)
+    loss = optax.sigmoid_binary_cross_entropy(logit, jnp.ones_like(logit)).mean()
+    weight = class_weight(config)
+    if labels is not None and weight:
+        loss += weight * class_loss(scores.logits, labels)
+    return loss, d_collections
 
 
 def sample_labels(key: jax.Array, n: int) -> jax.Array:
