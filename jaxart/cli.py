@@ -165,7 +165,7 @@ def _report(e: BaseException, line: str, status: int) -> int:
     if debug():
         traceback.print_exception(e)
     # One line, whatever a library's message held.
-    print(" ".join(in_flags(line).split("\n")), file=sys.stderr)
+    interrupts.write_line(" ".join(in_flags(line).split("\n")))
     return status
 
 
@@ -228,6 +228,8 @@ def run(
                 return main(argv) or 0
             finally:
                 interrupts.close()
+                if command and not debug():
+                    interrupts.silence_libraries()
     except InputError as e:
         return _report(e, f"error: {e}", 2)
     except RunError as e:
@@ -263,16 +265,7 @@ _OUT_OF_MEMORY = "error: out of memory; try a smaller --max-size, batch or --num
 def main(command: Callable[[Sequence[str] | None], int | None]) -> NoReturn:
     """A module's `__main__`: runs `command` on sys.argv (see `run`) and ends the process with its
     status, within `jaxart.interrupts.DEADLINE` even if a library's thread would hold the exit."""
-    status = run(command, command=True)
-    if not debug():
-        # The command's line is out: what libraries print while the interpreter shuts down
-        # (tensorstore's callbacks into a closed event loop, orbax's unfinished coroutines) is not
-        # the user's business.
-        sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())
-        os.close(devnull)
-    interrupts.exit(status)
+    interrupts.exit(run(command, command=True))
 
 
 def flag(name: str) -> str:
