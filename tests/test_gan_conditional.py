@@ -90,7 +90,7 @@ def test_mlp_models_are_the_numpy_conditional_networks():
     assert np.abs(np.diff(np.asarray(scores.logits), axis=1)).max() > 1e-3
 
 
-def _bce_real(logits: np.ndarray, target: float) -> float:
+def _bce(logits: np.ndarray, target: float) -> float:
     """Mean binary cross-entropy of logits against a constant target, in float64."""
     return float(np.mean(np.logaddexp(0, logits) - target * logits))
 
@@ -116,13 +116,13 @@ def test_losses_read_the_asked_class_and_weigh_the_class_loss(weight):
     asked_real, asked_fake = logits[0][rows, real_labels], logits[1][rows, fake_labels]
 
     d_loss, (d_x, d_g_z, _) = discriminator_loss(d_params, {}, real, fake, config.static, real_labels, fake_labels)
-    expected = _bce_real(asked_real, 1) + _bce_real(asked_fake, 0) + weight * _cross_entropy(logits[0], real_labels)
+    expected = _bce(asked_real, 1) + _bce(asked_fake, 0) + weight * _cross_entropy(logits[0], real_labels)
     assert float(d_loss) == pytest.approx(expected, rel=1e-5)
     assert float(d_x) == pytest.approx(np.mean(1 / (1 + np.exp(-asked_real))), rel=1e-5)
     assert float(d_g_z) == pytest.approx(np.mean(1 / (1 + np.exp(-asked_fake))), rel=1e-5)
 
     g_loss, _ = generator_loss(fake, d_params, {}, config.static, fake_labels)
-    expected = _bce_real(asked_fake, 1) + weight * _cross_entropy(logits[1], fake_labels)
+    expected = _bce(asked_fake, 1) + weight * _cross_entropy(logits[1], fake_labels)
     assert float(g_loss) == pytest.approx(expected, rel=1e-5)
 
 
