@@ -19,13 +19,13 @@ from test_gan_scale import TOLERANCE
 
 from jaxart import cli, data
 from jaxart.distributed import host_devices_env
-from jaxart.errors import ConfigError
+from jaxart.errors import ConfigError, InputError
 from jaxart.files import read_json_lines
 from jaxart.gan import GANConfig, init_state, run_keys, sample, sample_state, train_step
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan import evaluate as gan_evaluate
 from jaxart.gan.__main__ import _class_index
-from jaxart.gan.checkpoint import STATE_FORMAT, _config_from_meta, load_latest, load_latest_run
+from jaxart.gan.checkpoint import MODEL_FORMAT, STATE_FORMAT, _config_from_meta, load_latest, load_latest_run
 from jaxart.gan.config import as_json
 from jaxart.gan.metrics import class_accuracy
 from jaxart.gan.models import class_weight, make_models
@@ -60,7 +60,8 @@ def _dense(params, x: np.ndarray) -> np.ndarray:
 
 
 def test_mlp_models_are_the_numpy_conditional_networks():
-    """G: the one-hot label beside the noise (Mirza & Osindero); D: the unconditional logit plus
+    """G: the one-hot label beside the noise and each hidden layer (Mirza & Osindero); D: the
+    unconditional logit plus
     the label's embedding dotted with the last hidden layer (a projection discriminator), in
     float64 against the float32 modules."""
     generator, discriminator = make_models(CONFIG.static)
@@ -73,9 +74,10 @@ def test_mlp_models_are_the_numpy_conditional_networks():
     assert not np.any(state.d_params["Embed_0"]["embedding"])
     g, d = state.g_params, _trained_embeddings(state.d_params)
 
-    x = np.concatenate([z, np.eye(10)[labels]], axis=1)
-    x = np.maximum(_dense(g["Dense_0"], x), 0)
-    x = np.maximum(_dense(g["Dense_1"], x), 0)
+    one_hot = np.eye(10)[labels]
+    x = np.concatenate([z, one_hot], axis=1)
+    x = np.concatenate([np.maximum(_dense(g["Dense_0"], x), 0), one_hot], axis=1)
+    x = np.concatenate([np.maximum(_dense(g["Dense_1"], x), 0), one_hot], axis=1)
     expected_images = (1 / (1 + np.exp(-_dense(g["Dense_2"], x)))).reshape(6, 28, 28)
     actual_images = generator.apply({"params": g}, z, labels, train=False)
     np.testing.assert_allclose(actual_images, expected_images, rtol=1e-5, atol=1e-6)
@@ -162,8 +164,22 @@ def test_checkpoints_before_the_class_loss_had_none():
     so; an unconditional one has none to set."""
     for conditional, expected in ((True, 0.0), (False, None)):
         recorded = {k: v for k, v in as_json(GANConfig(conditional=conditional)).items() if k != "class_weight"}
-        meta = {"config": recorded, "data_sha256": "x", "state_format": STATE_FORMAT}
+        meta = {"config": recorded, "data_sha256": "x", "state_format": STATE_FORMAT, "model_format": MODEL_FORMAT}
         assert _config_from_meta(meta, "w") == GANConfig(conditional=conditional, class_weight=expected)
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_checkpoints_of_the_first_model_format(model, conditional):
+    """Of the models written before `model_format`, only the conditional MLP changed (its generator
+    saw the labels at its input alone): it is refused by name, the others load."""
+    recorded = as_json(GANConfig(model=model, conditional=conditional))
+    meta = {"config": recorded, "data_sha256": "x", "state_format": STATE_FORMAT}
+    if conditional and model == "mlp":
+        with pytest.raises(InputError, match="conditional MLP of an earlier jaxart version.*model format 1"):
+            _config_from_meta(meta, "w")
+    else:
+        assert _config_from_meta(meta, "w") == GANConfig(model=model, conditional=conditional)
 
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])

@@ -23,12 +23,21 @@ from jaxart.gan.train import GANState, state_shapes
 # The layout of the saved state: 2 since Adam's lr and b1 are values in the optimiser state
 # (`optax.inject_hyperparams`); checkpoints without the field are of layout 1 and hold neither.
 STATE_FORMAT = 2
+# The models' layout: 2 since the conditional MLP's generator sees its labels at every layer;
+# checkpoints without the field are of layout 1, whose conditional MLP saw them at its input alone.
+MODEL_FORMAT = 2
 
 
 def run_meta(config: GANConfig, data: str, data_checksum: str) -> dict[str, Any]:
     """What a checkpoint records about its run (JSON-serialisable); `Checkpoints.save` adds the
     state's checksum."""
-    return {"config": as_json(config), "data": data, "data_sha256": data_checksum, "state_format": STATE_FORMAT}
+    return {
+        "config": as_json(config),
+        "data": data,
+        "data_sha256": data_checksum,
+        "state_format": STATE_FORMAT,
+        "model_format": MODEL_FORMAT,
+    }
 
 
 def _added_fields(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +65,16 @@ def _config_from_meta(meta: dict[str, Any], where: str) -> GANConfig:
             f"{STATE_FORMAT}); train afresh in another {option('workdir')}"
         )
     try:
-        return GANConfig(**recorded)
+        config = GANConfig(**recorded)
     except ValueError as e:  # a ConfigError
         raise InputError(f"{where} holds a checkpoint with an invalid config ({reason(e)})") from e
+    if config.conditional and config.model == "mlp" and meta.get("model_format", 1) != MODEL_FORMAT:
+        raise InputError(
+            f"{where} holds a conditional MLP of an earlier jaxart version, whose generator saw the labels "
+            f"at its input alone (model format {meta.get('model_format', 1)}, this version reads "
+            f"{MODEL_FORMAT}); train afresh in another {option('workdir')}"
+        )
+    return config
 
 
 @struct.dataclass
