@@ -31,6 +31,8 @@ ENTRIES: dict[str, tuple[tuple[str, ...], dict]] = {
     "plain": (("style.png",), {}),
     "blend": (("style.png", "mosaic.png"), {"style_blend": (1.0, 1.0)}),
     "pyramid": (("style.png",), {"pyramid": 128}),
+    "color-transfer": (("style.png",), {"color_transfer": "histogram"}),
+    "luminance-only": (("style.png",), {"luminance_only": True}),
 }
 
 

@@ -103,6 +103,23 @@ CASES = [
     ("preset unknown", ["--preset", "picasso"], 2, "--preset"),
     ("optimizer unknown", ["--optimizer", "sgd"], 2, "--optimizer"),
     ("pooling unknown", ["--pooling", "min"], 2, "--pooling"),
+    ("colour transfer unknown", ["--color-transfer", "lab"], 2, "--color-transfer"),
+    # colour control, output depth
+    (
+        "luminance only with original colours",
+        ["--luminance-only", "--original-colors"],
+        2,
+        "--luminance-only and --original-colors exclude each other",
+    ),
+    (
+        "luminance only with colour transfer",
+        ["--luminance-only", "--color-transfer", "histogram"],
+        2,
+        "--luminance-only and --color-transfer histogram exclude each other",
+    ),
+    ("bit depth unknown", ["--bit-depth", "12"], 2, "--bit-depth"),
+    ("16 bits into a JPEG", ["--bit-depth", "16", "--output", "{out}/o.jpg"], 2, "--bit-depth 16 needs a .png"),
+    ("16 bits into a WebP", ["--bit-depth", "16", "--output", "{out}/o.webp"], 2, "--bit-depth 16 needs a .png"),
     # sizes
     ("content too small", ["--max-size", "8"], 2, "need at least 16 pixels"),
     ("style scale too small", ["--style-scale", "0.05", "--max-size", "64"], 2, "style image"),
@@ -255,10 +272,10 @@ def full_disk(tmp_path, monkeypatch):
         return
     saved = images.save_image
 
-    def save(path, image):
+    def save(path, image, *args):
         if Path(path).parent == folder:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return saved(path, image)
+        return saved(path, image, *args)
 
     monkeypatch.setattr(images, "save_image", save)
     yield folder

@@ -45,7 +45,9 @@ def _apply_parser(commands: argparse._SubParsersAction) -> None:
         help="a video as a folder of numbered frames of one size, in batches, written as OUTPUT_<frame> "
         "(frames already written are skipped)",
     )
-    p.add_argument("--output", default="stylized-fast.png", help="output image: .png, .jpg or .webp")
+    p.add_argument(
+        "--output", default="stylized-fast.png", help="output image: .png, .jpg, .webp or .tif (16 bits per channel)"
+    )
     network = p.add_argument_group("the network (one of)")
     network.add_argument(
         "--pretrained",

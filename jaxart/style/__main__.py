@@ -16,7 +16,16 @@ from jaxart import cache, cli, images, options
 from jaxart.errors import InputError
 from jaxart.files import check_distinct, check_output_path, check_writable
 from jaxart.style import batch, driver, folders, resume
-from jaxart.style.config import AUTO, DTYPES, LBFGS_STEPS, OPTIMIZERS, POOLINGS, PRESETS, StyleConfig
+from jaxart.style.config import (
+    AUTO,
+    COLOR_TRANSFERS,
+    DTYPES,
+    LBFGS_STEPS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESETS,
+    StyleConfig,
+)
 
 
 def parser() -> cli.ArgumentParser:
@@ -51,7 +60,11 @@ def parser() -> cli.ArgumentParser:
         "separately (one batch: every content x style, plus a contact sheet); resized to the "
         "content's shape unless --style-scale is given",
     )
-    p.add_argument("--output", default="stylized.png", help="output image: .png, .jpg or .webp")
+    p.add_argument(
+        "--output",
+        default="stylized.png",
+        help="output image: .png, .jpg, .webp or .tif (16 bits per channel; see --bit-depth)",
+    )
     p.add_argument(
         "--weights",
         default=None,
@@ -138,7 +151,14 @@ def parser() -> cli.ArgumentParser:
     cli.add_process_arguments(
         p.add_argument_group("processes (jax.distributed): each takes its share of a --content DIR")
     )
-    choices = {"pooling": POOLINGS, "dtype": DTYPES, "optimizer": OPTIMIZERS, "lbfgs_step": LBFGS_STEPS}
+    choices = {
+        "pooling": POOLINGS,
+        "dtype": DTYPES,
+        "optimizer": OPTIMIZERS,
+        "lbfgs_step": LBFGS_STEPS,
+        "color_transfer": COLOR_TRANSFERS,
+        "bit_depth": images.BIT_DEPTHS,
+    }
     cli.add_config_arguments(p, StyleConfig, choices={k: list(v) for k, v in choices.items()})
     return p
 
@@ -216,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    output = images.check_image_output(args.output)
+    output = images.check_image_output(args.output, config.bit_depth)
     metrics_path = check_output_path(args.metrics, what="--metrics") if args.metrics else None
     folder = args.content_frames is not None or _is_folder(args.content)
     if args.num_processes or args.distributed:

@@ -115,9 +115,11 @@ def save_results(
     contents: np.ndarray,
     styles: np.ndarray,
     results: np.ndarray,
+    bit_depth: int | None = None,
 ) -> list[Path]:
     """Writes each result (see `output_paths`) and the contact sheet (`contact_sheet_path`),
-    each atomically; returns their paths, the sheet last."""
+    each atomically, at `bit_depth` (see `images.save_image`); returns their paths, the sheet last."""
     paths = output_paths(output, content_files, style_files)
-    paths = [images.save_image(path, image) for path, image in zip(paths, results)]
-    return [*paths, images.save_image(contact_sheet_path(output), contact_sheet(contents, styles, results))]
+    paths = [images.save_image(path, image, bit_depth) for path, image in zip(paths, results)]
+    sheet = contact_sheet(contents, styles, results)
+    return [*paths, images.save_image(contact_sheet_path(output), sheet, bit_depth)]

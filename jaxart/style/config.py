@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from jaxart import errors, options, vgg
+from jaxart import errors, images, options, vgg
 from jaxart.errors import ConfigError
 
 # The seed selects torchvision features 0, 5, 10, 19, 28 (conv1_1..conv5_1), but its in-place
@@ -18,6 +18,7 @@ DTYPES = ("float32", "bfloat16", "float64")
 OPTIMIZERS = ("adam", "lbfgs")
 LBFGS_STEPS = ("zoom", "backtracking")
 POOLINGS = ("max", "avg")
+COLOR_TRANSFERS = ("none", "histogram")
 
 SWEEP_HELP = "; several, comma-separated, run as one batch of pictures, one per value (a sweep)"
 
@@ -234,6 +235,28 @@ class StyleConfig:
         "its chrominance (Cb, Cr) from the content",
         bool,
     )
+    color_transfer: str = options.option(
+        "none",
+        "before the run, give the style image(s) the content's colours: none, or histogram (Gatys et "
+        "al. 2017: each style pixel x becomes A (x - mean_s) + mean_c, A = Cov_c^(1/2) Cov_s^(-1/2) "
+        "with symmetric square roots, so the style's RGB mean and covariance are the content's)",
+        str,
+    )
+    luminance_only: bool = options.option(
+        False,
+        "transfer the style on luminance alone (Gatys et al. 2017): the run optimises a grey picture "
+        "from the content's BT.601 luminance Y against the style's (its mean and deviation matched to "
+        "the content's), and the result takes the content's chrominance (Cb, Cr). Unlike "
+        "--original-colors, which recolours an RGB run, the style's colours never enter the run",
+        bool,
+    )
+    bit_depth: int | None = options.option(
+        None,
+        "bits per channel of the pictures written (result, snapshots, pictures so far, contact "
+        "sheet): 8, or 16 for .png and .tif (from the float result, never through 8 bits); default: "
+        "16 for .tif and .tiff, 8 otherwise",
+        options.positive_int,
+    )
     steps_per_call: int | None = options.option(
         None,
         "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where XLA "
@@ -268,6 +291,7 @@ class StyleConfig:
             ("lbfgs_step", LBFGS_STEPS),
             ("pooling", POOLINGS),
             ("dtype", DTYPES),
+            ("color_transfer", COLOR_TRANSFERS),
         ):
             if getattr(self, field) not in allowed:
                 refuse(field, f"must be one of {', '.join(allowed)}")
@@ -289,6 +313,18 @@ class StyleConfig:
             refuse("init", "must be content, noise or an image path")
         if self.pyramid < 0:
             refuse("pyramid", "must be >= 0")
+        if self.bit_depth is not None and self.bit_depth not in images.BIT_DEPTHS:
+            refuse("bit_depth", "must be 8 or 16")
+        if self.luminance_only and self.original_colors:
+            raise ConfigError(
+                f"{errors.option('luminance_only')} and {errors.option('original_colors')} exclude each other: "
+                "a luminance-only result already takes the content's chrominance"
+            )
+        if self.luminance_only and self.color_transfer != "none":
+            raise ConfigError(
+                f"{errors.option('luminance_only')} and {errors.option('color_transfer')} {self.color_transfer} "
+                "exclude each other: a luminance-only run never sees the style's colours"
+            )
 
     @property
     def program(self) -> Program:

@@ -403,15 +403,18 @@ def _save_plot(output: Path, history: dict[str, np.ndarray], title: str) -> Path
     return save_loss_curves(_loss_plot_path(output), curves, title=title)
 
 
-def _rescue(pictures: Sequence[tuple[Path, np.ndarray]], rows: list[dict[str, Any]]) -> Path | None:
+def _rescue(
+    pictures: Sequence[tuple[Path, np.ndarray]], rows: list[dict[str, Any]], bit_depth: int | None
+) -> Path | None:
     """Keeps pictures (and metrics rows) that could not be written where they belong in a fresh
-    folder of the cache (else of the temporary folder); returns it, or None if neither takes them."""
+    folder of the cache (else of the temporary folder), at `bit_depth`; returns it, or None if
+    neither takes them."""
     for root in (cache.cache_dir("rescued"), Path(tempfile.gettempdir()) / "jaxart-rescued"):
         try:
             root.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
             for path, image in pictures:
-                images.save_image(folder / path.name, image)
+                images.save_image(folder / path.name, image, bit_depth)
             if rows:
                 write_json_lines(folder / "metrics.jsonl", rows)
             return folder
@@ -424,13 +427,16 @@ def _write_results(
     pictures: Sequence[tuple[Path, np.ndarray]],
     writes: Sequence[Callable[[], Path]],
     rows: list[dict[str, Any]],
+    bit_depth: int | None = None,
 ) -> list[Path]:
-    """Writes the pictures, then the rest (plot, metrics); if the file system refuses (a full
-    disk), keeps the pictures and metrics in the cache and raises RunError saying where."""
+    """Writes the pictures at `bit_depth` (see `images.save_image`), then the rest (plot,
+    metrics); if the file system refuses (a full disk), keeps the pictures and metrics in the
+    cache and raises RunError saying where."""
     try:
-        return [images.save_image(path, image) for path, image in pictures] + [write() for write in writes]
+        pictures_written = [images.save_image(path, image, bit_depth) for path, image in pictures]
+        return pictures_written + [write() for write in writes]
     except OSError as e:
-        kept = _rescue(pictures, rows)
+        kept = _rescue(pictures, rows, bit_depth)
         where = f"the result was kept in {kept}" if kept else "nothing could be kept (no writable folder)"
         raise RunError(f"could not write {e.filename or 'the output'}: {e.strerror or reason(e)}; {where}") from e
 
@@ -575,12 +581,12 @@ def run_pairs(
 
     def snapshot(step: int, states: Any) -> None:
         for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
-            images.save_image(_snapshot_path(path, step), image)
+            images.save_image(_snapshot_path(path, step), image, config.bit_depth)
 
     def save(saved: resume.Saved, states: Any) -> None:
         assert record is not None
         for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
-            images.save_image(resume.partial_path(path), image)
+            images.save_image(resume.partial_path(path), image, config.bit_depth)
         resume.save(state_file, saved, record)
 
     def say(saved: resume.Saved) -> str:
@@ -620,7 +626,9 @@ def run_pairs(
     if pairs.sheet is not None:
         pictures.append((batch.contact_sheet_path(output), pairs.sheet(results)))
     rows, writes = _metrics_writes(run, metrics_path, labels)
-    written = _write_results(pictures, [lambda: _save_plot(output, run.history, title), *writes], rows)
+    written = _write_results(
+        pictures, [lambda: _save_plot(output, run.history, title), *writes], rows, config.bit_depth
+    )
     for path in [state_file, *(resume.partial_path(p) for p in pairs.paths)]:
         path.unlink(missing_ok=True)
     return summary(pairs.contents.shape[1:], run, config, written, count)

@@ -162,7 +162,7 @@ def run_folder(
             run = driver.optimise(calls, config, f"{written + len(chunk)}/{len(todo)} at {shape[1]}x{shape[0]}", labels)
             results = loop.result_images(run.state, pair_contents, config)
             for (i, j), image in zip(chunk, results):
-                images.save_image(outputs[i * len(style_files) + j], image)
+                images.save_image(outputs[i * len(style_files) + j], image, config.bit_depth)
             seconds += run.seconds
             written += len(chunk)
     done = f"; skipped {skipped} already done" if skipped else ""
@@ -194,7 +194,7 @@ def run_frames(
         init = images.load_image(outputs[k - 1], shape=frame.shape[:2])[None] if warm_start and k > 0 else None
         calls = loop.iterate(frame[None], [inputs.styles], params, config, mesh=mesh, init=init)
         run = driver.optimise(calls, config, f"frame {k + 1}/{len(frames)}")
-        images.save_image(path, loop.result_images(run.state, frame[None], config)[0])
+        images.save_image(path, loop.result_images(run.state, frame[None], config)[0], config.bit_depth)
         seconds, ran = seconds + run.seconds, ran + 1
         losses.append([float(run.history[name][0, -1]) for name in ("content_loss", "style_loss")])
     results = [images.load_image(path) for path in outputs]

@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxart import errors, schedule, vgg
 from jaxart.errors import ConfigError
-from jaxart.style import pyramid, resume, sharding
+from jaxart.style import colors, pyramid, resume, sharding
 from jaxart.style.config import Program, StyleConfig
 from jaxart.style.transfer import (
     State,
@@ -74,6 +74,26 @@ def _pair_configs(config: StyleConfig, count: int, per_pair: Mapping[str, Sequen
         return dataclasses.replace(config, **values)
 
     return [pair(i) for i in range(count)]
+
+
+def color_inputs(
+    contents: np.ndarray, pair_styles: Sequence[Sequence[np.ndarray]], starts: np.ndarray | None, config: StyleConfig
+) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray | None]:
+    """The contents, each pair's styles and the starting images (None: the contents) that the
+    optimisation sees, by the config's colour control (Gatys et al. 2017, see `colors`): with
+    `color_transfer` histogram, each pair's styles in its content's colours (`match_color`);
+    with `luminance_only`, all of them grey: the contents' and the starting images' luminance,
+    the styles' matched to their content's (`match_luminance`). Else the images as they are.
+
+    Every transfer (one picture, a batch, a sweep, blended styles, the pyramid's levels, a
+    folder, a video's frames) goes through `iterate`, and so through this, before its targets."""
+    if config.color_transfer == "histogram":
+        pair_styles = [[colors.match_color(s, c) for s in pair] for c, pair in zip(contents, pair_styles)]
+    if config.luminance_only:
+        pair_styles = [[colors.match_luminance(s, c) for s in pair] for c, pair in zip(contents, pair_styles)]
+        contents = colors.luminance(contents)
+        starts = None if starts is None else colors.luminance(starts)
+    return contents, [list(pair) for pair in pair_styles], starts
 
 
 def _program(configs: Sequence[StyleConfig]) -> Program:
@@ -222,6 +242,7 @@ def iterate(
         starts = np.stack([initial_image(content, config) for content in contents])
     else:
         starts = None
+    contents, pair_styles, starts = color_inputs(contents, pair_styles, starts, config)
     placed_params = jax.device_put(params, sharding.replicated(mesh))
     shapes = pyramid.level_shapes(contents.shape[1:3], config)
     ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()

@@ -23,8 +23,8 @@ from jaxart.files import atomic_write, sha256_file
 from jaxart.style.config import StyleConfig
 
 FORMAT = 1
-# Options a resumed run may change: how far it goes and how it is run, not what it computes.
-FREE = ("steps", "steps_per_call")
+# Options a resumed run may change: how far it goes, how it is run and written, not what it computes.
+FREE = ("steps", "steps_per_call", "bit_depth")
 
 
 def state_path(output: Path) -> Path:

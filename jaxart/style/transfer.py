@@ -268,8 +268,10 @@ def _output_image(image: jax.Array, colors: jax.Array | None) -> jax.Array:
 
 def result_image(state: State, content: np.ndarray, config: StyleConfig) -> np.ndarray:
     """The picture a state stands for: (h, w, 3) float32 RGB in [0, 1], the iterate average with
-    `ema`, in the content's colours with `original_colors`."""
-    return np.asarray(_output_image(state.result, content if config.original_colors else None))
+    `ema`; with `original_colors` or `luminance_only`, its luminance with the (RGB) content's
+    chrominance (see `colors`)."""
+    recolor = config.original_colors or config.luminance_only
+    return np.asarray(_output_image(state.result, content if recolor else None))
 
 
 def steps_per_call(config: StyleConfig) -> int:
