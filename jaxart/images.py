@@ -7,6 +7,8 @@ Colour rule for inputs (applied after EXIF orientation):
   * 16-bit greyscale (I;16*, I) is scaled to 8 bits by value / 257, rounded;
     32-bit float (F) is clipped to [0, 255] as Pillow does.
 Resizing happens on the 8-bit RGB image with Lanczos, exactly as the seed does it.
+Masks (`load_mask`) follow the same colour rule, then become greyscale weights in [0, 1]: the
+8-bit luminance (Pillow's "L", ITU-R 601) / 255, resized in float with the triangle filter.
 
 Outputs: PNG, JPEG and WebP at 8 bits per channel; PNG and TIFF also at 16 (`save_image`'s
 `bit_depth`; TIFF's default), quantised from the float picture directly, never through 8 bits.
@@ -30,7 +32,7 @@ from jaxart import errors
 from jaxart.errors import InputError
 from jaxart.files import atomic_path, check_output_path, regular_file
 
-__all__ = ["image_size", "load_image", "make_grid", "save_image"]
+__all__ = ["image_size", "load_image", "load_mask", "make_grid", "resize_mask", "save_image"]
 
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 BIT_DEPTHS = (8, 16)
@@ -139,6 +141,24 @@ def load_image(
     if shape:
         image = image.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
     return to_array(image)
+
+
+def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Reads an image as float32 (H, W) weights in [0, 1], white 1 and black 0 (see module
+    rule); `shape`: resized to exactly (height, width) by `resize_mask`."""
+    mask = to_float(np.asarray(open_rgb(path).convert("L")))
+    return resize_mask(mask, shape) if shape else mask
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float weights in [0, 1] resized to (height, width) `shape`, in float with the
+    triangle (bilinear) filter, antialiased when shrinking: unlike Lanczos it never rings, so a
+    black area stays exactly 0 away from its edges and the weights stay in [0, 1]. The very same
+    array when already that shape."""
+    if mask.shape == tuple(shape):
+        return mask
+    grey = Image.fromarray(np.asarray(mask, np.float32)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(grey, np.float32), 0.0, 1.0)
 
 
 def output_depth(path: str | os.PathLike, depth: int | None = None) -> int:

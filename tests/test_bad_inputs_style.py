@@ -40,6 +40,14 @@ def picture(path: Path, height: int = 30, width: int = 40, seed: int = 0) -> str
     return str(path)
 
 
+def grey(path: Path, white_columns: int, height: int = 30, width: int = 40) -> str:
+    """A greyscale mask: its first `white_columns` columns white, the rest black."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, :white_columns] = 255
+    Image.fromarray(mask).save(path)
+    return str(path)
+
+
 @pytest.fixture
 def files(tmp_path) -> dict[str, str]:
     """Inputs in tmp_path/in (good and bad ones); outputs go to tmp_path/out, empty."""
@@ -50,6 +58,7 @@ def files(tmp_path) -> dict[str, str]:
     (src / "notes.png").write_text("not an image")
     good = picture(src / "good.png", 64, 64, seed=1)
     (src / "cut.png").write_bytes(Path(good).read_bytes()[:500])
+    (src / "cut-mask.png").write_bytes(Path(picture(tmp_path / "whole-mask.png", seed=8)).read_bytes()[:500])
     return {
         "content": picture(src / "content.png"),
         "style": picture(src / "style.jpg", seed=2),
@@ -58,10 +67,13 @@ def files(tmp_path) -> dict[str, str]:
         "square": picture(src / "square.png", 40, 40, seed=5),
         "twin": picture(tmp_path / "content.png", seed=6),  # the content's stem, another folder
         "plot": picture(src / "o.loss.png", seed=7),
+        "mask": grey(src / "mask.png", 20),  # the content's size, its left half white
+        "black": grey(src / "black.png", 0),
         "missing": str(src / "missing.png"),
         "folder": str(src / "folder.png"),
         "notes": str(src / "notes.png"),
         "cut": str(src / "cut.png"),
+        "cut_mask": str(src / "cut-mask.png"),  # the content's size in its header
         "in": str(src),
         "out": str(out),
     }
@@ -165,6 +177,28 @@ CASES = [
     ("sweep value negative", ["--tv-weight", "1,-2"], 2, "--tv-weight"),
     ("lbfgs step unknown", ["--lbfgs-step", "wolfe"], 2, "--lbfgs-step"),
     ("batch outputs share a name", ["--content", "{content}", "{twin}", "--style", "{style}"], 2, "share a name"),
+    # masks
+    ("style mask missing", ["--style-masks", "{missing}"], 2, "does not exist"),
+    ("style mask not an image", ["--style-masks", "{notes}"], 2, "not an image"),
+    ("content mask truncated", ["--content-mask", "{cut_mask}"], 2, "damaged or truncated"),
+    (
+        "style mask of another size",
+        ["--style-masks", "{square}"],
+        2,
+        "is 40x40; a mask must have the content's size, 40x30",
+    ),
+    ("content mask all black", ["--content-mask", "{black}"], 2, "black.png' is all black"),
+    ("style mask all black", ["--style", "{style}", "{y}", "--style-masks", "{mask}", "{black}"], 2, "all black"),
+    ("style masks fewer than styles", ["--style", "{style}", "{y}", "--style-masks", "{mask}"], 2, "1 mask(s) for 2"),
+    (
+        "style masks with a blend",
+        ["--style", "{style}", "{y}", "--style-masks", "{mask}", "{mask}", "--style-blend", "1,1"],
+        2,
+        "give one or the other",
+    ),
+    ("masks with several contents", ["--content", "{content}", "{b}", "--content-mask", "{mask}"], 2, "one --content"),
+    ("masks with a folder", ["--content", "{in}", "--style-masks", "{mask}"], 2, "drawn on one --content"),
+    ("output is a mask", ["--content-mask", "{mask}", "--output", "{mask}"], 2, "refusing to overwrite"),
     # outputs
     # (A missing output folder is made when the output is written: tests/test_first_run.py.)
     ("output folder under a file", ["--output", "{notes}/nope/o.png"], 2, "is not a folder"),

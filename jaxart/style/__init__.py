@@ -11,8 +11,12 @@ image, history = stylize(content, style, params, config)
 Several pairs, or a sweep of one pair's weights, run as one compiled batch:
 images, history = stylize_batch(content[None].repeat(3, 0), [style] * 3, params, config,
                                 per_pair={"style_weight": [1e-5, 1e-4, 1e-3]})
-and `make_mesh(pairs=4)` or `make_mesh(rows=4)` splits pairs or rows over devices. The loop
-itself is `iterate`; its step `train_steps`, over `init_state` and `compute_targets`.
+and `make_mesh(pairs=4)` or `make_mesh(rows=4)` splits pairs or rows over devices. Masks
+((H, W) float weights in [0, 1] at the content's shape, e.g. `images.load_mask(path, content.shape[:2])`)
+place several styles in one picture, or keep the photo outside a region (see `jaxart.style.masks`):
+image, history = stylize(content, [style_a, style_b], params, config, style_masks=[left, right])
+image, history = stylize(content, style, params, config, content_mask=sky)
+The loop itself is `iterate`; its step `train_steps`, over `init_state` and `compute_targets`.
 """
 
 from jaxart.style.config import Program, StyleConfig, preset, size_scaled_style_weight
@@ -20,6 +24,7 @@ from jaxart.style.loop import iterate, stylize, stylize_batch
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
 from jaxart.style.sharding import make_mesh
 from jaxart.style.transfer import (
+    Region,
     State,
     Targets,
     compute_targets,
@@ -33,6 +38,7 @@ from jaxart.style.transfer import (
 
 __all__ = [
     "Program",
+    "Region",
     "State",
     "StyleConfig",
     "Targets",

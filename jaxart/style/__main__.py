@@ -1,8 +1,9 @@
 """python -m jaxart.style [--content C [C ...]] [--style S [S ...]] [--output O] [--preset P] [options]
 
 With no arguments, stylises the bundled examples/content.png with examples/style.png.
-Several contents or styles (without --style-blend) run as one batch: every combination; so do
-several comma-separated values of --style-weight, --content-weight or --tv-weight (a sweep).
+Several contents or styles (without --style-blend or --style-masks) run as one batch: every
+combination; so do several comma-separated values of --style-weight, --content-weight or
+--tv-weight (a sweep). With --style-masks the styles share one picture, each in its region.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from jaxart import cache, cli, images, options
 from jaxart.errors import InputError
 from jaxart.files import check_distinct, check_output_path, check_writable
-from jaxart.style import batch, driver, folders, resume
+from jaxart.style import batch, driver, folders, masks, resume
 from jaxart.style.config import (
     AUTO,
     COLOR_TRANSFERS,
@@ -59,6 +60,22 @@ def parser() -> cli.ArgumentParser:
         help="style image(s); several are blended into one with --style-blend, else each is used "
         "separately (one batch: every content x style, plus a contact sheet); resized to the "
         "content's shape unless --style-scale is given",
+    )
+    p.add_argument(
+        "--style-masks",
+        nargs="+",
+        default=None,
+        metavar="MASK",
+        help="one mask per --style, each an image of the content's size read as grey: all the styles "
+        "in one picture, each where its mask is white, partly where grey (Gatys et al. 2017); not a "
+        "batch, and not with --style-blend (default: none)",
+    )
+    p.add_argument(
+        "--content-mask",
+        default=None,
+        metavar="MASK",
+        help="an image of the content's size read as grey: the style applies where it is white, and "
+        "the picture keeps the content where it is black, a mix of both where grey (default: none)",
     )
     p.add_argument(
         "--output",
@@ -178,6 +195,31 @@ def _other_inputs(args: argparse.Namespace, config: StyleConfig) -> list[str]:
     return [*args.style, *([config.init] if config.init not in ("content", "noise") else [])]
 
 
+def _mask_files(args: argparse.Namespace) -> dict[str, str]:
+    """The mask files, each by what a message calls it."""
+    named = {f"--style-masks {m!r}": m for m in args.style_masks or ()}
+    return named | ({"--content-mask": args.content_mask} if args.content_mask else {})
+
+
+def _check_mask_options(args: argparse.Namespace, config: StyleConfig, folder: bool) -> None:
+    """Refuses masks the command line cannot place, from the flags alone: masks are drawn on
+    one content, given one per style, and not with a blend."""
+    if not _mask_files(args):
+        return
+    if folder or len(args.content) > 1:
+        raise InputError("--style-masks and --content-mask are drawn on one --content: give one content file")
+    if args.style_masks and config.style_blend:
+        raise InputError(
+            "--style-masks give each --style its own region and --style-blend mixes the styles everywhere: "
+            "give one or the other"
+        )
+    if args.style_masks and len(args.style_masks) != len(args.style):
+        raise InputError(
+            f"--style-masks has {len(args.style_masks)} mask(s) for {len(args.style)} --style image(s): "
+            "give one per style"
+        )
+
+
 def _check_readable(files: Sequence[str]) -> None:
     """Refuses a missing or unreadable input from its header, before the weights take their
     seconds (and say a line of their own)."""
@@ -247,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "several processes share out the pictures of a folder (give --content DIR); a video's "
                 "frames run in order, in one process"
             )
-    is_batch = len(args.content) > 1 or (len(args.style) > 1 and not config.style_blend)
+    _check_mask_options(args, config, folder)
+    is_batch = len(args.content) > 1 or (len(args.style) > 1 and not (config.style_blend or args.style_masks))
     if sweep and (folder or is_batch):
         raise InputError(f"a sweep ({', '.join(cli.flag(k) for k in sweep)}) runs one --content and one --style")
     if folder:
@@ -260,15 +303,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         pictures = batch.output_paths(output, args.content, args.style)
     else:
         pictures = driver.sweep_paths(output, sweep) if sweep else None
-    driver.check_outputs(output, metrics_path, args.content, args.style, config, args.save_every, pictures)
+    driver.check_outputs(
+        output, metrics_path, args.content, args.style, config, args.save_every, pictures, _mask_files(args)
+    )
     state_file = resume.state_path(output)
     if state_file.exists() and not args.resume:
         raise InputError(
             f"{str(state_file)!r} holds an interrupted run of this output: --resume goes on with it; "
             "delete it to start afresh"
         )
-    files = [*args.content, *_other_inputs(args, config)]
+    files = [*args.content, *_other_inputs(args, config), *_mask_files(args).values()]
     _check_readable(files)
+    style_masks = masks.read(args.style_masks or (), args.content[0], "--style-masks")
+    content_masks = masks.read([args.content_mask] if args.content_mask else (), args.content[0], "--content-mask")
     count = len(pictures) if pictures else 1
     mesh = driver.command_line_mesh(args.devices, args.shard_spatial, count)
     params, overrides = driver.load_weights(args.weights, config.seed)
@@ -285,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = f"{Path(args.content[0]).name} in the style of {' + '.join(Path(s).name for s in args.style)}"
         if sweep:
             title += f" ({len(todo.paths)} pairs, mean)"
+    if style_masks or content_masks:
+        todo = driver.with_masks(todo, style_masks, content_masks[0] if content_masks else None)
     record = resume.describe(config, files, todo.per_pair)
     resumed = resume.load(state_file, record, config.steps) if args.resume else None
     line = driver.run_pairs(

@@ -124,10 +124,12 @@ def check_outputs(
     config: StyleConfig,
     save_every: int | None,
     pairs: Sequence[Path] | None = None,
+    other_inputs: Mapping[str, str] | None = None,
 ) -> None:
     """Refuses, before any work, an output location that cannot be written or one that would
-    overwrite an input or another output: the picture (a batch: each pair's, see
-    `batch.output_paths`, and the contact sheet), the loss plot, the snapshots, the metrics."""
+    overwrite an input (`other_inputs`: more of them, by what a message calls each) or another
+    output: the picture (a batch: each pair's, see `batch.output_paths`, and the contact sheet),
+    the loss plot, the snapshots, the metrics."""
     plot = check_output_path(_loss_plot_path(output), what="loss plot")
     pictures = [output] if pairs is None else list(pairs)
     named: dict[str, Path | None] = {"--output": output} if pairs is None else {}
@@ -142,7 +144,7 @@ def check_outputs(
     inputs = {**{f"--content {c!r}": c for c in contents}, **{f"--style {s!r}": s for s in styles}}
     if config.init not in ("content", "noise"):
         inputs["--init"] = config.init
-    check_distinct(named, inputs)
+    check_distinct(named, {**inputs, **(other_inputs or {})})
 
 
 def load_weights(source: str | None, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -467,7 +469,8 @@ def _metrics_writes(run: Run, path: Path | None, labels: Sequence[Mapping[str, A
 class Pairs(NamedTuple):
     """What the command line runs: each pair's images, output path and label (what the metrics
     log and a refusal call it; none for one picture), its values (see `loop.iterate`), the
-    contact sheet of a batch's results, and the starting images (None: the contents)."""
+    contact sheet of a batch's results, the starting images (None: the contents), and the masks
+    every pair takes (`loop.iterate`'s, at the contents' shape; None: none)."""
 
     contents: np.ndarray
     styles: Sequence[np.ndarray | Sequence[np.ndarray]]
@@ -476,6 +479,18 @@ class Pairs(NamedTuple):
     per_pair: dict[str, tuple[float, ...]]
     sheet: Callable[[np.ndarray], np.ndarray] | None
     init: np.ndarray | None = None
+    style_masks: np.ndarray | None = None
+    content_mask: np.ndarray | None = None
+
+
+def with_masks(pairs: Pairs, style_masks: Sequence[np.ndarray], content_mask: np.ndarray | None) -> Pairs:
+    """`pairs` with masks read at their own size (`masks.read`), resized to the contents' shape
+    (`images.resize_mask`)."""
+    shape = pairs.contents.shape[1:3]
+    return pairs._replace(
+        style_masks=np.stack([images.resize_mask(m, shape) for m in style_masks]) if style_masks else None,
+        content_mask=None if content_mask is None else images.resize_mask(content_mask, shape),
+    )
 
 
 def one_pair(inputs: Inputs, output: Path) -> Pairs:
@@ -541,6 +556,10 @@ def plan(pairs: Pairs, config: StyleConfig, params: Any, source: str | None, mes
     device = mesh.devices.flat[0]
     where = f"{mesh.size} x {device.device_kind}" if mesh.size > 1 else device.device_kind
     weights_line = f"content weight {config.content_weight:g}, style weight {config.style_weight:g}"
+    if pairs.style_masks is not None:
+        weights_line += f", {len(pairs.style_masks)} styles in their masks"
+    if pairs.content_mask is not None:
+        weights_line += ", inside the content mask"
     resumed = f", from step {start}" if start else ""
     return f"{what}: {method}, {weights_line}, {vgg19}, on {where}{resumed}"
 
@@ -579,13 +598,16 @@ def run_pairs(
     at = stops(config, save_every)
     state_file = resume.state_path(output)
 
+    def results(states: Any) -> np.ndarray:
+        return loop.result_images(states, pairs.contents, config, pairs.content_mask)
+
     def snapshot(step: int, states: Any) -> None:
-        for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
+        for path, image in zip(pairs.paths, results(states)):
             images.save_image(_snapshot_path(path, step), image, config.bit_depth)
 
     def save(saved: resume.Saved, states: Any) -> None:
         assert record is not None
-        for path, image in zip(pairs.paths, loop.result_images(states, pairs.contents, config)):
+        for path, image in zip(pairs.paths, results(states)):
             images.save_image(resume.partial_path(path), image, config.bit_depth)
         resume.save(state_file, saved, record)
 
@@ -605,6 +627,8 @@ def run_pairs(
         stops=at,
         init=pairs.init,
         resume=None if resumed is None else (resumed.step, resumed.leaves),
+        style_masks=pairs.style_masks,
+        content_mask=pairs.content_mask,
     )
     keep = None if record is None else Keep(save, autosave, say, resumed)
     desc = f"stylising {w}x{h}" if count == 1 else f"stylising {count} pairs at {w}x{h}"
@@ -621,10 +645,10 @@ def run_pairs(
         hint=speed_hint(config),
         keep=keep,
     )
-    results = loop.result_images(run.state, pairs.contents, config)
-    pictures = list(zip(pairs.paths, results))
+    finals = results(run.state)
+    pictures = list(zip(pairs.paths, finals))
     if pairs.sheet is not None:
-        pictures.append((batch.contact_sheet_path(output), pairs.sheet(results)))
+        pictures.append((batch.contact_sheet_path(output), pairs.sheet(finals)))
     rows, writes = _metrics_writes(run, metrics_path, labels)
     written = _write_results(
         pictures, [lambda: _save_plot(output, run.history, title), *writes], rows, config.bit_depth

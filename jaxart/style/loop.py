@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxart import errors, schedule, vgg
 from jaxart.errors import ConfigError
-from jaxart.style import colors, pyramid, resume, sharding
+from jaxart.style import colors, masks, pyramid, resume, sharding
 from jaxart.style.config import Program, StyleConfig
 from jaxart.style.transfer import (
     State,
@@ -109,13 +109,14 @@ def _start_level(
     styles: Sequence[Sequence[jax.Array]],
     starts: jax.Array | None,
     values: tuple[jax.Array, ...],
+    regions: jax.Array | None,
     shape: tuple[int, int],
     style_shapes: tuple[tuple[tuple[int, int], ...], ...],
     program: Program,
     fresh: bool,
-) -> tuple[jax.Array, list[list[jax.Array]], State]:
-    """A pyramid level's normalised contents and styles and its starting states, in one compiled
-    call (eagerly, each resize and normalisation would compile on its own).
+) -> tuple[jax.Array, list[list[jax.Array]], jax.Array | None, State]:
+    """A pyramid level's normalised contents and styles, its regions and its starting states, in
+    one compiled call (eagerly, each resize and normalisation would compile on its own).
 
     Args:
       contents, styles: RGB in [0, 1] at their own shapes, resized here: contents (P, H, W, 3)
@@ -124,6 +125,7 @@ def _start_level(
         are computed from, so the first content loss is exactly 0, as in the seed); (P, H, W, 3)
         RGB in [0, 1] when `fresh`, else a previous level's normalised results.
       values: (P,) lr, b1, b2 and ema of each pair.
+      regions: None, or the style loss's (K, H, W) regions (see `masks`), resized as the contents.
     """
     level_contents = _over_pairs(lambda c: vgg.normalize(pyramid.resize(c, shape)), contents)
     level_styles = [
@@ -136,7 +138,9 @@ def _start_level(
     else:
         images = _over_pairs(lambda x: pyramid.resize(vgg.normalize(x) if fresh else x, shape), starts)
     states = _over_pairs(lambda image, *v: start_state(image, program, *v), images, *values)
-    return level_contents, level_styles, states
+    if regions is not None:
+        regions = jnp.moveaxis(pyramid.resize(jnp.moveaxis(regions, 0, -1), shape), -1, 0)
+    return level_contents, level_styles, regions, states
 
 
 def _targets(
@@ -145,11 +149,13 @@ def _targets(
     styles: Sequence[Sequence[jax.Array]],
     values: Mapping[str, np.ndarray],
     config: StyleConfig,
+    regions: jax.Array | None = None,
 ) -> Targets:
-    """Each pair's `compute_targets`, stacked along a pairs axis, with each pair's loss weights."""
+    """Each pair's `compute_targets` (the same `regions` for all), stacked along a pairs axis,
+    with each pair's loss weights."""
     # Not compiled: XLA rounds a compiled forward pass differently from the step's (by ~1e-8),
     # and the first content loss would no longer be exactly 0, as it is in the seed.
-    targets = [compute_targets(params, c, s, config) for c, s in zip(contents, styles)]
+    targets = [compute_targets(params, c, s, config, regions) for c, s in zip(contents, styles)]
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *targets)
     return stacked._replace(**{name: jnp.asarray(values[name]) for name in _WEIGHTS})
 
@@ -171,7 +177,11 @@ def _compiled_step(program: Program, mesh: Mesh, num_steps: int, rows: int, layo
 
     def style_steps(states: State, params: Any, targets: Targets) -> tuple[State, dict[str, jax.Array]]:
         states = sharding.constrain(sharding.crop(states, rows), mesh)
-        targets = sharding.constrain(targets._replace(content=sharding.crop_features(targets.content, rows)), mesh)
+        targets = targets._replace(
+            content=sharding.crop_features(targets.content, rows),
+            regions=tuple(r._replace(masks=sharding.crop_features(r.masks, rows)) for r in targets.regions),
+        )
+        targets = sharding.constrain(targets, mesh)
         states, metrics = _over_pairs(lambda s, t: train_steps(s, params, t, program, num_steps), states, targets)
         return sharding.constrain(sharding.pad_rows(states, mesh.shape[sharding.ROWS]), mesh), metrics
 
@@ -196,6 +206,8 @@ def iterate(
     stops: Sequence[int] = (),
     init: np.ndarray | None = None,
     resume: tuple[int, Sequence[np.ndarray]] | None = None,
+    style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
+    content_mask: np.ndarray | None = None,
 ) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
     """Optimises P pairs at once, level by level of the pyramid, yielding after each compiled call.
 
@@ -212,6 +224,10 @@ def iterate(
       init: (P, H, W, 3) RGB starting images in [0, 1]; default: `initial_image` of each content.
       resume: (step, the states' leaves) saved by an interrupted run of these arguments (see
         `jaxart.style.resume`): go on from there, to the bits the run would have given.
+      style_masks: K (H, W) float weights in [0, 1], one per style image of each pair (not
+        blended: each style applies where its mask is white; see `masks`); the same for every pair.
+      content_mask: (H, W) float weights in [0, 1]: the style applies only there (the picture
+        keeps the content elsewhere: give it to `result_images` too); the same for every pair.
     Yields:
       (steps done so far, states, {metric: (P, steps in this call) float32}); the states have a
       leading pairs axis and the current level's shape. The metrics stay on the device: a caller
@@ -230,6 +246,14 @@ def iterate(
         )
     for pair in pair_styles:
         check_sizes(contents.shape[1:], [s.shape for s in pair], config)
+    if style_masks is not None and config.style_blend:
+        raise ConfigError(
+            f"{errors.option('style_masks')} give each style its own region and {errors.option('style_blend')} "
+            "mixes the styles everywhere: give one or the other"
+        )
+    regions = masks.regions(style_masks, content_mask, [len(pair) for pair in pair_styles], contents.shape[1:3])
+    if regions is not None:
+        regions = regions.astype(contents.dtype)
     configs = _pair_configs(config, len(contents), per_pair)
     program = _program(configs)
     values = {name: np.asarray([getattr(c, name) for c in configs], np.float32) for name in _WEIGHTS}
@@ -261,17 +285,18 @@ def iterate(
             contents,
             pair_styles,
             values=tuple(values[k] for k in _OPTIMISER),
+            regions=regions,
             shape=tuple(shape),
             style_shapes=style_shapes,
             program=program,
         )
-        level_contents, level_styles, states = start(starts, fresh=level == 0)
+        level_contents, level_styles, level_regions, states = start(starts, fresh=level == 0)
         if saved is not None:
             states = _resumed(states, saved, at_level_end=level > 0 and done == ends[level - 1])
             saved = None
             if isinstance(states, jax.Array):  # the previous level's result: this level starts from it
-                level_contents, level_styles, states = start(states, fresh=False)
-        targets = _targets(params, level_contents, level_styles, values, config)
+                level_contents, level_styles, level_regions, states = start(states, fresh=False)
+        targets = _targets(params, level_contents, level_styles, values, config, level_regions)
         states, targets = sharding.place(states, mesh), sharding.place(targets, mesh)
         for before, n in schedule.calls(done, end, per_call, stops):
             step = _compiled_step(program, mesh, n, shape[0], _layout((states, targets)))
@@ -312,10 +337,16 @@ def compile_step(
     return step.lower(states, params, targets).compile()
 
 
-def result_images(states: State, contents: np.ndarray, config: StyleConfig) -> np.ndarray:
-    """Each pair's picture (see `result_image`): (P, H, W, 3) float32 RGB in [0, 1]."""
+def result_images(
+    states: State, contents: np.ndarray, config: StyleConfig, content_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Each pair's picture (see `result_image`, and its `content_mask`, the same for every
+    pair): (P, H, W, 3) float32 RGB in [0, 1]."""
     return np.stack(
-        [result_image(jax.tree.map(lambda x: x[i], states), content, config) for i, content in enumerate(contents)]
+        [
+            result_image(jax.tree.map(lambda x: x[i], states), content, config, content_mask)
+            for i, content in enumerate(contents)
+        ]
     )
 
 
@@ -328,18 +359,32 @@ def stylize_batch(
     per_pair: Mapping[str, Sequence[float]] | None = None,
     mesh: Mesh | None = None,
     init: np.ndarray | None = None,
+    style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
+    content_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`stylize` of P (content, style) pairs at once, in one compiled program (see `iterate`
-    for the arguments): each result is that of `stylize` on its pair alone, with its values.
+    for the arguments): each result is that of `stylize` on its pair alone, with its values
+    (and the same masks).
 
     Returns:
       (images, history): (P, H, W, 3) float32 RGB in [0, 1], and {"loss", "content_loss",
       "style_loss"}: (P, steps) float32, each step's value before its update.
     """
     chunks = []
-    for _, states, metrics in iterate(contents, styles, params, config, per_pair=per_pair, mesh=mesh, init=init):
+    calls = iterate(
+        contents,
+        styles,
+        params,
+        config,
+        per_pair=per_pair,
+        mesh=mesh,
+        init=init,
+        style_masks=style_masks,
+        content_mask=content_mask,
+    )
+    for _, states, metrics in calls:
         chunks.append(metrics)  # fetched once, at the end: the calls run back to back
-    return result_images(states, np.asarray(contents), config), concat_history(chunks)
+    return result_images(states, np.asarray(contents), config, content_mask), concat_history(chunks)
 
 
 def stylize(
@@ -350,6 +395,8 @@ def stylize(
     *,
     mesh: Mesh | None = None,
     init: np.ndarray | None = None,
+    style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
+    content_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Gatys style transfer of one picture.
 
@@ -361,12 +408,24 @@ def stylize(
       config: every option; the defaults are the seed's.
       mesh: e.g. `make_mesh(rows=4)` to split the picture's rows over 4 devices; default: one.
       init: the (H, W, 3) starting image (see `iterate`).
+      style_masks: one (H, W) mask per style image, float weights in [0, 1] at the content's
+        shape: each style applies where its mask is white, all in one picture (Gatys et al.
+        2017; see `jaxart.style.masks`).
+      content_mask: an (H, W) mask of float weights in [0, 1]: the style applies where it is
+        white, and the picture keeps the content where it is black.
     Returns:
       (image, history): the stylised (H, W, 3) float32 RGB in [0, 1] (see `result_image`), and
       {"loss", "content_loss", "style_loss"}: (steps,) float32, each step's value before its
       update (L-BFGS: each iteration's).
     """
     images, history = stylize_batch(
-        content[None], [style], params, config, mesh=mesh, init=None if init is None else init[None]
+        content[None],
+        [style],
+        params,
+        config,
+        mesh=mesh,
+        init=None if init is None else init[None],
+        style_masks=style_masks,
+        content_mask=content_mask,
     )
     return images[0], {name: values[0] for name, values in history.items()}

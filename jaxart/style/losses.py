@@ -35,23 +35,42 @@ def content_loss(
     )
 
 
+# The least divisor of a region's loss: a region empty at a deep layer (a small mask, pooled
+# away) gives a zero Gram against a zero target there, a loss of 0 rather than 0 / 0.
+MIN_POSITIONS = 1e-12
+
+
 def style_loss(
     target: Mapping[str, jax.Array],
     style_grams: Mapping[str, jax.Array],
     layer_weights: Mapping[str, float],
+    masks: Mapping[str, jax.Array] | None = None,
 ) -> jax.Array:
     """sum over layers of weight * mean((G_target - G_style)^2) / (C*H*W); a scalar.
 
     Args:
       target: the target's features, {layer: (1, H, W, C)}.
-      style_grams: the style's Gram matrices, {layer: (C, C)} (or (1, C, C)).
+      style_grams: the style's Gram matrices, {layer: (C, C)} (or (1, C, C)), scaled to the
+        target's H*W positions (see `jaxart.style.transfer.style_grams`).
+      masks: one region's weights, {layer: (H, W, 1)} in [0, 1] (see `jaxart.style.masks`):
+        then G_target is the Gram matrix of the masked features F * m, and the region's
+        effective positions S = sum(m^2) stand for H*W: G_style is scaled by S / (H*W) (a Gram
+        matrix sums over positions) and the mean divided by C*S. An all-white mask gives the
+        unmasked loss; and a region's loss is S / (H*W) times a whole picture's of the same
+        per-position statistics, so a pixel is pulled as hard whatever its region's size.
     """
 
     def layer_loss(name: str) -> jax.Array:
         f = target[name]
         h, w, c = f.shape[-3:]
-        g = gram_matrix(f).reshape(style_grams[name].shape)
-        return jnp.mean(jnp.square(g - style_grams[name])) / (c * h * w)
+        if masks is None:
+            g = gram_matrix(f).reshape(style_grams[name].shape)
+            return jnp.mean(jnp.square(g - style_grams[name])) / (c * h * w)
+        m = masks[name]
+        positions = jnp.sum(jnp.square(m))
+        g = gram_matrix(f * m).reshape(style_grams[name].shape)
+        loss = jnp.mean(jnp.square(g - style_grams[name] * (positions / (h * w))))
+        return loss / (c * jnp.maximum(positions, MIN_POSITIONS))
 
     return cast(jax.Array, sum(w * layer_loss(name) for name, w in layer_weights.items()))
 

@@ -3,9 +3,10 @@
 Every array of a run carries a leading pairs axis (size 1 for one picture). Its shardings:
   * the pairs axis is split over the mesh's "pairs" axis; a batch is padded to a multiple of
     that axis's size with copies of its last pair, whose results are dropped;
-  * leaves of rank >= 4 ((P, H, W, 3) images, (P, 1, h, w, c) features, L-BFGS's (P, m, H, W, 3)
-    memory) have their rows (axis -3) split over the "rows" axis; XLA's partitioner exchanges
-    the convolutions' halo rows between neighbours and sums the Gram matrices' per-block parts.
+  * leaves of rank >= 4 ((P, H, W, 3) images, (P, 1, h, w, c) features, (P, h, w, 1) region
+    masks, L-BFGS's (P, m, H, W, 3) memory) have their rows (axis -3) split over the "rows"
+    axis; XLA's partitioner exchanges the convolutions' halo rows between neighbours and sums
+    the Gram matrices' per-block parts.
     Heights the axis does not divide are carried padded with zero rows and cropped inside the
     compiled step, so the padding never reaches the loss;
   * params and everything of lower rank (Gram matrices, weights, counters) are replicated over rows.
@@ -103,7 +104,8 @@ def crop(tree: Any, rows: int | None = None, pairs: int | None = None) -> Any:
 
 
 def crop_features(content: dict[str, jax.Array], rows: int) -> dict[str, jax.Array]:
-    """Content features {layer: (P, 1, h, w, c)} of an image of `rows` true rows, row padding cut."""
+    """Features {layer: (P, 1, h, w, c)} (or a region's masks, {layer: (P, h, w, 1)}) of an image
+    of `rows` true rows, row padding cut."""
     # Each pooling floors the height: a layer after k poolings has rows // 2**k rows.
     return {name: f[..., : rows >> vgg.downsampling([name]), :, :] for name, f in content.items()}
 

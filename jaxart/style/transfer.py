@@ -19,7 +19,7 @@ import optax
 
 from jaxart import errors, images, vgg
 from jaxart.errors import ConfigError
-from jaxart.style import linesearch, pyramid
+from jaxart.style import linesearch, masks, pyramid
 from jaxart.style.colors import keep_colors
 from jaxart.style.config import Program, StyleConfig
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
@@ -28,9 +28,18 @@ METRICS = ("loss", "content_loss", "style_loss")
 ACCELERATOR_STEPS_PER_CALL = 20  # enough to hide the per-call dispatch behind ~2-10 ms steps
 
 
+class Region(NamedTuple):
+    """One region of the style loss (see `jaxart.style.masks`): its weights at each style layer
+    {layer: (h, w, 1)} (`masks.layer_masks`) and its style's Gram targets {layer: (C, C)}."""
+
+    masks: dict[str, jax.Array]
+    grams: dict[str, jax.Array]
+
+
 class Targets(NamedTuple):
     """What the target is pulled towards, and how hard: content features {layer: (1, H, W, C)},
-    style Gram matrices {layer: (C, C)} and the three losses' weights (scalars).
+    style Gram matrices {layer: (C, C)} and the three losses' weights (scalars); with masks,
+    the style's `regions` instead (style_grams then {}), each its own style loss.
 
     The weights are arrays here rather than constants of the step, so that a sweep over them is
     one batch of one compiled program; the total-variation term is compiled in only when the
@@ -43,6 +52,7 @@ class Targets(NamedTuple):
     content_weight: jax.Array
     style_weight: jax.Array
     tv_weight: jax.Array | float = 0.0
+    regions: tuple[Region, ...] = ()
 
 
 def _features(params: Any, image: jax.Array, layers: tuple[str, ...], program: Program) -> dict[str, jax.Array]:
@@ -100,19 +110,35 @@ def style_grams(params: Any, style: Any, shape: tuple[int, ...], config: StyleCo
     return grams
 
 
-def compute_targets(params: Any, content: jax.Array, style: Any, config: StyleConfig) -> Targets:
+def compute_targets(
+    params: Any, content: jax.Array, style: Any, config: StyleConfig, regions: jax.Array | None = None
+) -> Targets:
     """Features of the normalised (H, W, 3) content and the style Gram targets (`style_grams`
     at the content's shape), computed once.
 
     Args:
       style: one normalised (h, w, 3) style image or a sequence of them, of any sizes.
+      regions: None, or (K, H, W) weights in [0, 1] (see `jaxart.style.masks`): K = 1, the
+        styles (blended) in that one region, or one region per style image.
     """
-    return Targets(
+    targets = Targets(
         content_features(params, content, config),
-        style_grams(params, style, content.shape, config),
+        {},
         jnp.float32(config.content_weight),
         jnp.float32(config.style_weight),
         jnp.float32(config.tv_weight),
+    )
+    if regions is None:
+        return targets._replace(style_grams=style_grams(params, style, content.shape, config))
+    styles = _as_list(style)
+    if len(regions) not in (1, len(styles)):
+        raise ConfigError(f"{len(regions)} region(s) for {len(styles)} style image(s): give 1 or one per style")
+    groups = [styles] if len(regions) == 1 else [[s] for s in styles]
+    return targets._replace(
+        regions=tuple(
+            Region(masks.layer_masks(m, config.style_layer_names), style_grams(params, g, content.shape, config))
+            for m, g in zip(regions, groups)
+        )
     )
 
 
@@ -124,7 +150,11 @@ def loss_fn(image: jax.Array, params: Any, targets: Targets, program: Program) -
     """
     feats = _features(params, image, program.layers, program)
     c = content_loss(feats, targets.content, dict(program.content_layers))
-    s = style_loss(feats, targets.style_grams, dict(program.style_layers))
+    layers = dict(program.style_layers)
+    if targets.regions:
+        s = sum(style_loss(feats, r.grams, layers, r.masks) for r in targets.regions)
+    else:
+        s = style_loss(feats, targets.style_grams, layers)
     loss = targets.content_weight * c + targets.style_weight * s
     if program.tv:  # else left out of the graph: the seed's numbers stay bit for bit
         loss = loss + targets.tv_weight * total_variation(vgg.denormalize(image))
@@ -266,12 +296,16 @@ def _output_image(image: jax.Array, colors: jax.Array | None) -> jax.Array:
     return output_image(image, colors)
 
 
-def result_image(state: State, content: np.ndarray, config: StyleConfig) -> np.ndarray:
+def result_image(
+    state: State, content: np.ndarray, config: StyleConfig, content_mask: np.ndarray | None = None
+) -> np.ndarray:
     """The picture a state stands for: (h, w, 3) float32 RGB in [0, 1], the iterate average with
     `ema`; with `original_colors` or `luminance_only`, its luminance with the (RGB) content's
-    chrominance (see `colors`)."""
+    chrominance (see `colors`); with an (H, W) `content_mask`, the content itself where the mask
+    is 0 (`masks.keep_outside`)."""
     recolor = config.original_colors or config.luminance_only
-    return np.asarray(_output_image(state.result, content if recolor else None))
+    picture = np.asarray(_output_image(state.result, content if recolor else None))
+    return picture if content_mask is None else masks.keep_outside(picture, content, content_mask)
 
 
 def steps_per_call(config: StyleConfig) -> int:
