@@ -49,6 +49,23 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0, "an integer >= 0")
 
 
+def integer_in(allowed: tuple[int, ...]) -> Callable[[str], int]:
+    """A parser of one of a few integers (e.g. a bit depth: 8 or 16), whose refusal names them."""
+    words = [str(value) for value in allowed]
+    expected = f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
 def text(text: str) -> str:
     """Any string value (a file or folder name, a source's name, an address): not empty (as a
     path, which would mean the current folder), and without the NUL byte no system allows in a

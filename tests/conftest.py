@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: a randomly initialised torchvision VGG19 stands in for the
-pretrained one; the MNIST fixture; bit-exact comparison of pytrees. The cache folder is a
-temporary one, so tests neither read nor fill the user's."""
+pretrained one; the MNIST fixture; bit-exact comparison of pytrees; the style command run in
+this process, and the small style runs' VGG19 params, pictures and layers. The cache folder is
+a temporary one, so tests neither read nor fill the user's."""
 
 import atexit
 import os
@@ -16,6 +17,7 @@ from PIL import Image
 from jaxart import backend
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Set at import, before any test or subprocess starts (and before JAX starts a backend), so both
 # see them: a temporary cache, and the style and GAN commands' XLA flags (on GPUs, the deterministic
 # algorithms that bit-exact checks need).
@@ -132,6 +134,43 @@ def pair_files(tmp_path) -> list[str]:
         Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(tmp_path / name)
         paths.append(str(tmp_path / name))
     return paths
+
+
+def run_style(capsys, argv) -> tuple[int, str, str]:
+    """`python -m jaxart.style` run in this process (no jax start-up per run): (exit status,
+    stdout, stderr), argparse's refusals included."""
+    from jaxart import cli
+    from jaxart.style import __main__ as style_main
+
+    try:
+        code = cli.run(style_main.main, [str(a) for a in argv])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# Style runs on shallow layers of ~32 px pictures: each compiles in seconds.
+SHALLOW = dict(max_size=32, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+
+
+@pytest.fixture(scope="module")
+def params():
+    """Randomly initialised Flax VGG19 params (key 0), for the style runs."""
+    import jax
+
+    from jaxart import vgg
+
+    return vgg.init_params(jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled content at 32 px (21x32) and the bundled style at its shape."""
+    from jaxart import images
+
+    content = images.load_image(EXAMPLES / "content.png", max_size=32)
+    return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
 
 
 @pytest.fixture

@@ -19,20 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import mount_tmpfs
+from conftest import mount_tmpfs, run_style
 from PIL import Image
 
-from jaxart import cli, images
-from jaxart.style import __main__ as style_main
-
-
-def run_main(capsys, argv) -> tuple[int, str, str]:
-    try:
-        code = cli.run(style_main.main, [str(a) for a in argv])
-    except SystemExit as e:  # argparse's own refusals
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from jaxart import images
 
 
 def picture(path: Path, height: int = 30, width: int = 40, seed: int = 0) -> str:
@@ -130,6 +120,7 @@ CASES = [
         "--luminance-only and --color-transfer histogram exclude each other",
     ),
     ("bit depth unknown", ["--bit-depth", "12"], 2, "--bit-depth"),
+    ("bit depth 0", ["--bit-depth", "0"], 2, "--bit-depth: expected 8 or 16, got 0"),
     ("16 bits into a JPEG", ["--bit-depth", "16", "--output", "{out}/o.jpg"], 2, "--bit-depth 16 needs a .png"),
     ("16 bits into a WebP", ["--bit-depth", "16", "--output", "{out}/o.webp"], 2, "--bit-depth 16 needs a .png"),
     # sizes
@@ -240,7 +231,7 @@ def inputs_unchanged(files, before: dict[Path, bytes]) -> bool:
 def test_bad_input(name, extra, status, message, capsys, files, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     before = {p: Path(p).read_bytes() for p in Path(files["in"]).iterdir() if p.is_file()}
-    code, out, err = run_main(capsys, argv_of(BASE + extra, files))
+    code, out, err = run_style(capsys, argv_of(BASE + extra, files))
     assert code == status, err
     lines = err.strip().splitlines()
     # Refused input (2) is one line; a run that started and then failed (1) may have said what it was doing first.
@@ -261,7 +252,7 @@ def test_permission_denied_image_is_named_as_such(capsys, files, monkeypatch):
         return opened(path, *args, **kwargs)
 
     monkeypatch.setattr(Image, "open", refuse)
-    code, _, err = run_main(capsys, argv_of(BASE, files))
+    code, _, err = run_style(capsys, argv_of(BASE, files))
     assert code == 2 and "permission denied" in err and "damaged" not in err, err
     assert len(err.strip().splitlines()) == 1
     assert list(Path(files["out"]).iterdir()) == []
@@ -269,7 +260,7 @@ def test_permission_denied_image_is_named_as_such(capsys, files, monkeypatch):
 
 def test_decompression_bomb(capsys, files, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)
-    code, _, err = run_main(capsys, argv_of(BASE, files))
+    code, _, err = run_style(capsys, argv_of(BASE, files))
     assert code == 2 and "decompression bomb" in err and len(err.strip().splitlines()) == 1, err
     assert list(Path(files["out"]).iterdir()) == []
 
@@ -281,7 +272,7 @@ def test_decompression_bomb(capsys, files, monkeypatch):
 def test_read_only_folders_are_refused_before_any_work(flag, what, capsys, files, readonly_dir):
     """Into a read-only folder, or a folder to be made in one."""
     argv = argv_of(BASE, files) + [flag, str(readonly_dir / what)]
-    code, _, err = run_main(capsys, argv)
+    code, _, err = run_style(capsys, argv)
     assert code == 2 and "is not writable" in err and len(err.strip().splitlines()) == 1, err
     assert list(readonly_dir.iterdir()) == [] and list(Path(files["out"]).iterdir()) == []
 
@@ -317,7 +308,7 @@ def full_disk(tmp_path, monkeypatch):
 
 def test_full_disk_at_the_end_keeps_the_result_and_says_where(capsys, files, full_disk):
     argv = argv_of(BASE, files) + ["--output", str(full_disk / "o.png"), "--max-size", "32", "--steps", "2"]
-    code, _, err = run_main(capsys, argv)
+    code, _, err = run_style(capsys, argv)
     lines = err.strip().splitlines()
     assert code == 1 and "Traceback" not in err, err
     # Before it, only what a run says as it goes: its plan and progress.

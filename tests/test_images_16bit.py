@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import EXAMPLES, run_style
 from PIL import Image
 
-from jaxart import cli, images
+from jaxart import images
 from jaxart.errors import InputError
-from jaxart.style import __main__ as style_main
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def expected16(x: np.ndarray) -> np.ndarray:
@@ -109,14 +107,6 @@ def test_16_bits_in_an_8_bit_format_are_refused_before_writing(tmp_path, name):
 # --- the style command writes every picture at the depth asked for ------------------------------
 
 
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    try:
-        code = cli.run(style_main.main, [str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
 BASE = ["--weights", "random", "--max-size", 32, "--steps", 3, "--content-layers", "relu1_1", "--style-layers"]
 BASE += ["relu1_1", "--style", EXAMPLES / "style.png"]
 
@@ -124,17 +114,9 @@ BASE += ["relu1_1", "--style", EXAMPLES / "style.png"]
 def test_result_and_snapshots_at_16_bits(capsys, tmp_path):
     out16, out8 = tmp_path / "o16.png", tmp_path / "o8.png"
     for out, depth in ((out16, 16), (out8, 8)):
-        code, err = run_cli(
+        code, _, err = run_style(
             capsys,
-            *BASE,
-            "--content",
-            EXAMPLES / "content.png",
-            "--output",
-            out,
-            "--save-every",
-            2,
-            "--bit-depth",
-            depth,
+            [*BASE, "--content", EXAMPLES / "content.png", "--output", out, "--save-every", 2, "--bit-depth", depth],
         )
         assert code == 0, err
     assert png_header(out16) == png_header(tmp_path / "o16.step00002.png") == (16, 2)
@@ -148,18 +130,20 @@ def test_result_and_snapshots_at_16_bits(capsys, tmp_path):
 
 def test_a_batch_writes_its_pairs_and_contact_sheet_at_16_bits(capsys, tmp_path):
     out = tmp_path / "o.png"
-    code, err = run_cli(
+    code, _, err = run_style(
         capsys,
-        *BASE,
-        EXAMPLES / "content.png",  # a second --style: one content, two styles
-        "--content",
-        EXAMPLES / "content.png",
-        "--output",
-        out,
-        "--bit-depth",
-        16,
-        "--save-every",
-        2,
+        [
+            *BASE,
+            EXAMPLES / "content.png",  # a second --style: one content, two styles
+            "--content",
+            EXAMPLES / "content.png",
+            "--output",
+            out,
+            "--bit-depth",
+            16,
+            "--save-every",
+            2,
+        ],
     )
     assert code == 0, err
     for name in ("o_content_style.png", "o_content_content.png", "o_grid.png", "o_content_style.step00002.png"):
@@ -174,7 +158,7 @@ def test_a_folder_and_a_video_write_16_bit_tiffs(frames, capsys, tmp_path, rng):
         Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(folder / f"frame{k}.png")
     out = tmp_path / "o.tif"
     where = ["--content-frames", folder] if frames else ["--content", folder]
-    code, err = run_cli(capsys, *BASE, *where, "--output", out)
+    code, _, err = run_style(capsys, [*BASE, *where, "--output", out])
     assert code == 0, err
     written = sorted(tmp_path.glob("o_*.tif"))
     assert len(written) == 2, written
@@ -197,9 +181,9 @@ def test_an_interrupted_run_keeps_its_picture_so_far_at_16_bits(capsys, tmp_path
     argv = [*BASE, "--content", EXAMPLES / "content.png", "--output", out, "--autosave", 0, "--steps-per-call", 1]
     with monkeypatch.context() as m:
         m.setattr(driver.loop, "iterate", interrupted)
-        code, err = run_cli(capsys, *argv, "--bit-depth", 16)
+        code, _, err = run_style(capsys, [*argv, "--bit-depth", 16])
     assert code == 130, err
     assert png_header(tmp_path / "o.partial.png") == (16, 2)
-    code, err = run_cli(capsys, *argv, "--resume")  # another depth computes the same: it may go on
+    code, _, err = run_style(capsys, [*argv, "--resume"])  # another depth computes the same: it may go on
     assert code == 0, err
     assert png_header(out) == (8, 2) and not (tmp_path / "o.partial.png").exists()

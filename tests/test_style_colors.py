@@ -7,34 +7,19 @@ Runs use shallow layers (relu1_1, relu2_1) on ~32 px images so that each compile
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jax
 import numpy as np
 import pytest
 import scipy.linalg
 import tifffile
+from conftest import EXAMPLES, SHALLOW, run_style
 
-from jaxart import cli, images, vgg
+from jaxart import images, vgg
 from jaxart.errors import ConfigError
-from jaxart.style import __main__ as style_main
 from jaxart.style.colors import RIDGE, luminance, match_color, match_luminance
 from jaxart.style.config import StyleConfig
 from jaxart.style.loop import color_inputs, iterate, stylize
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SHALLOW = dict(max_size=32, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), steps_per_call=1)
-
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg.init_params(jax.random.key(0))
-
-
-@pytest.fixture(scope="module")
-def pair() -> tuple[np.ndarray, np.ndarray]:
-    content = images.load_image(EXAMPLES / "content.png", max_size=32)
-    return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
+STEPWISE = {**SHALLOW, "steps_per_call": 1}  # one compiled call per step, on any backend
 
 
 # --- NumPy float64 references -------------------------------------------------------------------
@@ -161,8 +146,8 @@ def test_luminance_only_excludes_the_other_colour_options():
 
 def test_a_histogram_run_is_a_plain_run_on_the_matched_style(params, pair):
     content, style = pair
-    config = StyleConfig(**SHALLOW, steps=3, lr=0.05)
-    image, _ = stylize(content, style, params, StyleConfig(**SHALLOW, steps=3, lr=0.05, color_transfer="histogram"))
+    config = StyleConfig(**STEPWISE, steps=3, lr=0.05)
+    image, _ = stylize(content, style, params, StyleConfig(**STEPWISE, steps=3, lr=0.05, color_transfer="histogram"))
     expected, _ = stylize(content, ref_match_color(style, content).astype(np.float32), params, config)
     np.testing.assert_allclose(image, expected, atol=1e-4)
     unmatched, _ = stylize(content, style, params, config)
@@ -171,8 +156,8 @@ def test_a_histogram_run_is_a_plain_run_on_the_matched_style(params, pair):
 
 def test_luminance_only_is_a_grey_run_given_the_contents_chrominance(params, pair):
     content, style = pair
-    plain = StyleConfig(**SHALLOW, steps=3, lr=0.05)
-    image, history = stylize(content, style, params, StyleConfig(**SHALLOW, steps=3, lr=0.05, luminance_only=True))
+    plain = StyleConfig(**STEPWISE, steps=3, lr=0.05)
+    image, history = stylize(content, style, params, StyleConfig(**STEPWISE, steps=3, lr=0.05, luminance_only=True))
     assert history["content_loss"][0] == 0  # it started from the content's luminance itself
     # The reference: a plain run on the grey pictures, whose result's Y takes the content's Cb, Cr.
     grey_content = np.repeat(ref_ycbcr(content)[..., :1], 3, axis=-1).astype(np.float32)
@@ -186,7 +171,7 @@ def test_luminance_only_is_a_grey_run_given_the_contents_chrominance(params, pai
     np.testing.assert_allclose(ycc[inside][:, 1:], content_ycc[inside][:, 1:], atol=1e-4)
     np.testing.assert_allclose(ycc[inside][:, 0], optimised_y[inside], atol=1e-4)
     # Not --original-colors: there, the style's colours steer the RGB run before recolouring.
-    recoloured, _ = stylize(content, style, params, StyleConfig(**SHALLOW, steps=3, lr=0.05, original_colors=True))
+    recoloured, _ = stylize(content, style, params, StyleConfig(**STEPWISE, steps=3, lr=0.05, original_colors=True))
     assert np.abs(image - recoloured).max() > 1e-2
 
 
@@ -195,7 +180,7 @@ def test_luminance_only_starts_from_grey(init, params, pair, tmp_path):
     content, style = pair
     if init == "file":
         init = str(images.save_image(tmp_path / "init.png", np.random.default_rng(1).random(content.shape)))
-    config = StyleConfig(**SHALLOW, steps=1, luminance_only=True, init=init)
+    config = StyleConfig(**STEPWISE, steps=1, luminance_only=True, init=init)
     [image] = [np.asarray(s.image[0]) for _, s, _ in iterate(content[None], [style], params, config)]
     # Colourful noise either way; one Adam step moves a pixel by at most lr = 0.003 (normalised),
     # so a start with colour would still show it.
@@ -205,14 +190,6 @@ def test_luminance_only_starts_from_grey(init, params, pair, tmp_path):
 # --- the command line -----------------------------------------------------------------------------
 
 
-def run_cli(capsys, *argv) -> tuple[int, str]:
-    try:
-        code = cli.run(style_main.main, [str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
 CLI_BASE = ["--weights", "random", "--max-size", 32, "--steps", 3, "--content", EXAMPLES / "content.png"]
 CLI_BASE += ["--style", EXAMPLES / "style.png", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]
 
@@ -220,7 +197,7 @@ CLI_BASE += ["--style", EXAMPLES / "style.png", "--content-layers", "relu2_1", "
 @pytest.mark.parametrize("flags", [["--color-transfer", "histogram"], ["--luminance-only"]])
 def test_command_line(flags, capsys, tmp_path):
     out = tmp_path / "out.tif"
-    code, err = run_cli(capsys, *CLI_BASE, "--output", out, *flags)
+    code, _, err = run_style(capsys, [*CLI_BASE, "--output", out, *flags])
     assert code == 0, err
     image = tifffile.imread(out) / 65535.0  # .tif: 16 bits, no 8-bit rounding in the way
     content = images.load_image(EXAMPLES / "content.png", max_size=32)

@@ -2,7 +2,7 @@
 folder inside the input folder, a video with a blend of styles, a --style-scale beyond memory.
 
 Runs use random weights, pictures of a few dozen pixels and two steps, in this process
-(`run_main`, as tests/test_bad_inputs_style.py does)."""
+(`run_main`: conftest's `run_style`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jax
 import pytest
-from test_bad_inputs_style import picture, run_main
+from conftest import run_style as run_main
+from test_bad_inputs_style import picture
 
 from jaxart import images, vgg
 from jaxart.errors import InputError

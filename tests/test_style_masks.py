@@ -17,26 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import EXAMPLES, run_style
 from PIL import Image
 
-from jaxart import cli, images, vgg
+from jaxart import images, vgg
 from jaxart.distributed import host_devices_env
 from jaxart.errors import ConfigError
-from jaxart.style import __main__ as style_main
 from jaxart.style import masks
 from jaxart.style.config import StyleConfig
 from jaxart.style.loop import stylize, stylize_batch
 from jaxart.style.losses import style_loss
 from jaxart.style.transfer import compute_targets, loss_fn
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # relu3_1 comes after two poolings: the 21-row content's layers floor to 10, then 5 rows.
 LAYERS = dict(max_size=32, content_layers=("relu2_1",), style_layers=("relu1_1:0.5", "relu2_1", "relu3_1:2"), lr=0.05)
-
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg.init_params(jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -248,15 +242,6 @@ def test_load_mask_follows_the_colour_rule(tmp_path):
 # --- command line --------------------------------------------------------------------------------
 
 
-def run_cli(argv: list, capsys) -> tuple[int, str, str]:
-    try:
-        status = cli.run(style_main.main, [str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        status = e.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
     """A 40x30 content, two styles and left/right mask files of the content's size."""
@@ -276,7 +261,7 @@ def test_cli_style_masks_through_a_pyramid(files, tmp_path, capsys):
     out = tmp_path / "out.png"
     argv = [*CLI, "--content", files["content"], "--style", files["a"], files["b"], "--output", out]
     argv += ["--style-masks", files["left"], files["right"], "--pyramid", 16, "--steps", 4, "--save-every", 1]
-    status, stdout, err = run_cli(argv, capsys)
+    status, stdout, err = run_style(capsys, argv)
     assert status == 0, err
     assert "stylised 32x24" in stdout  # one picture, not a batch of two
     assert images.load_image(out).shape == (24, 32, 3)
@@ -295,7 +280,7 @@ def test_cli_content_mask_keeps_the_photo(extra, pictures, files, tmp_path, caps
     out = tmp_path / "out.png"
     argv = [*CLI, "--content", files["content"], "--output", out, "--steps", 4, "--content-mask", files["right"]]
     argv += [a.format(**files) for a in extra] + ["--pyramid", 16, "--save-every", 1]
-    status, _, err = run_cli(argv, capsys)
+    status, _, err = run_style(capsys, argv)
     assert status == 0, err
     content = images.load_image(files["content"], max_size=32)
     outside = images.load_mask(files["right"], content.shape[:2]) == 0

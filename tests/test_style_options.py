@@ -8,15 +8,15 @@ Runs use shallow layers (relu1_1, relu2_1) on ~32 px images so that each compile
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import EXAMPLES, SHALLOW, run_style
 from PIL import Image
 
-from jaxart import cli, images, vgg
+from jaxart import images, vgg
 from jaxart.errors import InputError
 from jaxart.style import __main__ as style_main
 from jaxart.style import driver, pyramid
@@ -25,20 +25,6 @@ from jaxart.style.config import SEED_LAYERS, StyleConfig, layer_list, preset
 from jaxart.style.loop import iterate, stylize
 from jaxart.style.losses import total_variation
 from jaxart.style.transfer import blend_weights, compute_targets, initial_image, loss_fn, result_image
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SHALLOW = dict(max_size=32, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
-
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg.init_params(jax.random.key(0))
-
-
-@pytest.fixture(scope="module")
-def pair() -> tuple[np.ndarray, np.ndarray]:
-    content = images.load_image(EXAMPLES / "content.png", max_size=32)
-    return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
 
 
 def run(params, pair, **options) -> list[tuple[int, np.ndarray, np.ndarray | None, dict]]:
@@ -278,17 +264,10 @@ def test_pyramid_run_ends_at_the_contents_size(params, pair):
 # --- command line -----------------------------------------------------------------------------
 
 
-def run_cli(argv: list, capsys) -> tuple[int, str]:
-    try:
-        status = cli.run(style_main.main, [str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        status = e.code
-    return status, capsys.readouterr().err
-
-
 def test_cli_runs_every_option_together(tmp_path, capsys):
     out = tmp_path / "out.png"
-    status, err = run_cli(
+    status, _, err = run_style(
+        capsys,
         [
             "--weights",
             "random",
@@ -323,7 +302,6 @@ def test_cli_runs_every_option_together(tmp_path, capsys):
             "--init",
             "noise",
         ],
-        capsys,
     )
     assert status == 0, err
     assert images.load_image(out).shape == (21, 32, 3)
@@ -333,7 +311,8 @@ def test_cli_runs_every_option_together(tmp_path, capsys):
 @pytest.mark.parametrize("extra", [["--pooling", "avg"], ["--optimizer", "lbfgs"]])
 def test_cli_pooling_and_optimizer(extra, tmp_path, capsys):
     out = tmp_path / "out.png"
-    status, err = run_cli(
+    status, _, err = run_style(
+        capsys,
         [
             "--weights",
             "random",
@@ -349,7 +328,6 @@ def test_cli_pooling_and_optimizer(extra, tmp_path, capsys):
             32,
             *extra,
         ],
-        capsys,
     )
     assert status == 0, err
     assert out.exists()

@@ -26,7 +26,7 @@ ENGINE_CHECKS = textwrap.dedent(
     import dataclasses, json, re
     import jax, numpy as np
     from jaxart import images, vgg
-    from jaxart.style import StyleConfig, driver, make_mesh, sharding, stylize, stylize_batch
+    from jaxart.style import StyleConfig, Temporal, driver, make_mesh, sharding, stylize, stylize_batch
     from jaxart.style.loop import compile_step
 
     assert len(jax.devices()) == 4
@@ -82,6 +82,14 @@ ENGINE_CHECKS = textwrap.dedent(
     # first content loss is ~1e-12 either way, so relative figures there measure rounding only.)
     loss = rel(history, ref_history, ("loss", "style_loss"))
     out["pyramid"] = {"image": float(np.abs(image - ref_image).max()), "loss": loss}
+
+    # The same, a video's frame: its temporal targets' rows split and padded as the image's.
+    previous, visible = rng.random((70, 52, 3), np.float32), (rng.random((70, 52)) > 0.3).astype(np.float32)
+    config = StyleConfig(steps=4, pyramid=50, temporal_weight=50.0)
+    temporal = Temporal(previous, visible)
+    ref_image, ref_history = stylize(c, s, params, config, init=previous, temporal=temporal)
+    image, history = stylize(c, s, params, config, init=previous, temporal=temporal, mesh=mesh)
+    out["temporal"] = {"image": float(np.abs(image - ref_image).max()), "loss": rel(history, ref_history)}
     print(json.dumps(out))
     """
 )
@@ -139,6 +147,11 @@ def test_rows_need_less_memory_per_device(engine):
 def test_rows_uneven_heights_through_a_pyramid(engine):
     assert engine["pyramid"]["loss"] <= 1e-4
     assert engine["pyramid"]["image"] <= 1e-4
+
+
+def test_rows_temporal_targets_through_a_pyramid(engine):
+    assert engine["temporal"]["loss"] <= 1e-4
+    assert engine["temporal"]["image"] <= 1e-4
 
 
 def test_flicker_measures_consecutive_differences():
@@ -208,7 +221,7 @@ def test_cli_frames_split_by_rows_warm_start_resumes_bit_exact(tmp_path):
     argv = ["--content-frames", tmp_path / "in", "--style", style, "--output", out, "--steps", "2", "--shard-spatial"]
     first = _style_command(*argv)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert "warm start" in first.stdout and "flicker" in first.stdout
+    assert "flow-warped warm start" in first.stdout and "temporal error" in first.stdout and "flicker" in first.stdout
     frames = [tmp_path / f"v_frame_{k:03d}.png" for k in range(3)]
     uninterrupted = [p.read_bytes() for p in frames]
     for p in frames[1:]:  # as if killed after the first frame

@@ -173,6 +173,7 @@ def apply_command(args: argparse.Namespace) -> str:
             mesh,
             same_size=frames,
             done=bar.update,
+            temporal_blend=config.temporal_blend if frames else 0.0,
         )
     seconds = time.perf_counter() - start
     skipped = len(inputs) - todo

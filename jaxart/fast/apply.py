@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from jaxart import errors, images, options
+from jaxart import errors, flow, images, options
 from jaxart.errors import ConfigError, InputError
 from jaxart.fast.pretrained import ArbitraryNetwork, StyleNetwork
 from jaxart.style.colors import keep_colors
@@ -54,6 +54,10 @@ STYLE_IMAGE_SIZE = 256  # the style predictor's input: a centred square, as Mage
 PIXELS_PER_CALL = 8 * 512 * 512  # an accelerator's default batch: as many pictures as make about this many pixels
 AXIS = "pictures"
 DTYPES = ("float32", "bfloat16")
+# A video's default steadying: 2.6x less temporal error than the network's own frames on a real
+# clip, moving each picture by 0.005 on average (about 1.4 levels of 255; benchmarks/RESULTS.md,
+# "Steady video"); 0.7 and 0.9 steady more, but drag more of the frame before into each.
+TEMPORAL_BLEND = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +88,19 @@ class ApplyConfig:
         "the network's convolution dtype: float32, or bfloat16 (for accelerators; the norms stay float32)",
         str,
     )
+    temporal_blend: float = options.option(
+        TEMPORAL_BLEND,
+        "with --content-frames: where the optical flow is trusted, this share of each frame is the "
+        "previous (steadied) output carried along the flow, the rest the network's own (jaxart.flow."
+        "steady); 0 = off",
+        options.fraction,
+    )
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ConfigError(f"{errors.option('dtype')} must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not 0 <= self.temporal_blend < 1:
+            raise ConfigError(f"{errors.option('temporal_blend')} must be in [0, 1), got {self.temporal_blend!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,11 +265,13 @@ def run(
     mesh: Mesh | None = None,
     same_size: bool = False,
     done: Callable[[int], None] = lambda n: None,
+    temporal_blend: float = 0.0,
 ) -> int:
     """Stylises each of `inputs` into the output beside it, skipping outputs that exist; returns
     how many it wrote. Pictures of one shape run in batches; the next batch is read while one
     computes. same_size: refuse (InputError) pictures of different sizes (a video's frames).
-    done(n) is called after each batch with the pictures written so far."""
+    done(n) is called after each batch with the pictures written so far. temporal_blend: the
+    inputs are a video's frames, each output steadied by the one before (`steadier`)."""
     todo = [(i, o) for i, o in zip(inputs, outputs) if not o.exists()]
     if not todo:
         return 0
@@ -265,6 +280,7 @@ def run(
     if same_size and len({frozenset(s) for s in shapes}) > 1:  # either orientation, until read
         raise InputError("frames of one video must share one size")
     step = functools.partial(_compiled(styler, mesh, original_colors), styler.params)
+    steady = steadier(inputs, outputs, max_size, temporal_blend) if temporal_blend else None
     written = 0
     pending: list[tuple[jax.Array, list[Path]]] = []  # the batch before's dispatched calls and outputs
     for batch in _batches(shapes, batch_size, mesh.size):
@@ -279,12 +295,31 @@ def run(
             )
             for group in _by_shape(loaded)
         ]
-        written += _write(pending)
+        written += _write(pending, steady)
         done(written)
         pending = calls
-    written += _write(pending)
+    written += _write(pending, steady)
     done(written)
     return written
+
+
+def steadier(
+    frames: Sequence[Path], outputs: Sequence[Path], max_size: int | None, blend: float
+) -> Callable[[Path, np.ndarray], np.ndarray]:
+    """steady(output path, the network's picture for that frame) -> the picture to write: from
+    the second frame on, `flow.steady` with the previous frame's output as written (read back,
+    so a resumed video writes the very bits an uninterrupted one does) and the motion between
+    the two input frames. The frames' outputs must be written in order."""
+    index = {path: i for i, path in enumerate(outputs)}
+
+    def steady(path: Path, picture: np.ndarray) -> np.ndarray:
+        i = index[path]
+        if i == 0:
+            return picture
+        move = flow.motion(load_picture(frames[i - 1], max_size), load_picture(frames[i], max_size))
+        return flow.steady(picture, images.load_image(outputs[i - 1]), move, blend)
+
+    return steady
 
 
 def _by_shape(pictures: Sequence[np.ndarray]) -> list[list[int]]:
@@ -294,10 +329,12 @@ def _by_shape(pictures: Sequence[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _write(calls: Sequence[tuple[jax.Array, list[Path]]]) -> int:
+def _write(
+    calls: Sequence[tuple[jax.Array, list[Path]]], steady: Callable[[Path, np.ndarray], np.ndarray] | None = None
+) -> int:
     for result, paths in calls:
         for picture, path in zip(np.asarray(result), paths):
-            images.save_image(path, picture)
+            images.save_image(path, picture if steady is None else steady(path, picture))
     return sum(len(paths) for _, paths in calls)
 
 

@@ -16,17 +16,23 @@ and `make_mesh(pairs=4)` or `make_mesh(rows=4)` splits pairs or rows over device
 place several styles in one picture, or keep the photo outside a region (see `jaxart.style.masks`):
 image, history = stylize(content, [style_a, style_b], params, config, style_masks=[left, right])
 image, history = stylize(content, style, params, config, content_mask=sky)
+A video's frames, each tied to the one before along the optical flow (Ruder et al. 2016; see
+`jaxart.flow` and `jaxart.style.folders`):
+outputs, motions = stylize_video(frames, style, params, config)
+error = flow.temporal_error(outputs, motions)
 The loop itself is `iterate`; its step `train_steps`, over `init_state` and `compute_targets`.
 """
 
 from jaxart.style.config import Program, StyleConfig, preset, size_scaled_style_weight
+from jaxart.style.folders import frame_start, stylize_video
 from jaxart.style.loop import iterate, stylize, stylize_batch
-from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
+from jaxart.style.losses import content_loss, gram_matrix, style_loss, temporal_loss, total_variation
 from jaxart.style.sharding import make_mesh
 from jaxart.style.transfer import (
     Region,
     State,
     Targets,
+    Temporal,
     compute_targets,
     init_state,
     initial_image,
@@ -42,8 +48,10 @@ __all__ = [
     "State",
     "StyleConfig",
     "Targets",
+    "Temporal",
     "compute_targets",
     "content_loss",
+    "frame_start",
     "gram_matrix",
     "init_state",
     "initial_image",
@@ -56,6 +64,8 @@ __all__ = [
     "style_loss",
     "stylize",
     "stylize_batch",
+    "stylize_video",
+    "temporal_loss",
     "total_variation",
     "train_step",
     "train_steps",

@@ -146,10 +146,11 @@ def parser() -> cli.ArgumentParser:
         "--content-frames",
         default=None,
         metavar="DIR",
-        help="a video as a folder of numbered frames: stylised in order, each from the previous "
-        "frame's output (see --warm-start), written as OUTPUT_<frame>; frames already written "
-        "are skipped; reports the flicker. (A folder given as --content DIR runs every image in "
-        "it, in batches, skipping those already written)",
+        help="a video as a folder of numbered frames: stylised in order, each tied to the previous "
+        "frame's output carried along the optical flow (Ruder et al. 2016: see --warm-start, "
+        "--flow-init, --temporal-weight), written as OUTPUT_<frame>; frames already written are "
+        "skipped; reports the temporal error and the flicker. (A folder given as --content DIR runs "
+        "every image in it, in batches, skipping those already written)",
     )
     scale.add_argument(
         "--warm-start",
@@ -157,6 +158,13 @@ def parser() -> cli.ArgumentParser:
         default=True,
         help="with --content-frames: start each frame from the previous frame's output (less "
         "flicker); --no-warm-start starts each as --init says",
+    )
+    scale.add_argument(
+        "--flow-init",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --warm-start: first carry the previous output along the optical flow (OpenCV's "
+        "DIS) into the new frame's place, so the style's strokes move with what they paint",
     )
     scale.add_argument(
         "--batch-size",
@@ -208,16 +216,8 @@ def _check_mask_options(args: argparse.Namespace, config: StyleConfig, folder: b
         return
     if folder or len(args.content) > 1:
         raise InputError("--style-masks and --content-mask are drawn on one --content: give one content file")
-    if args.style_masks and config.style_blend:
-        raise InputError(
-            "--style-masks give each --style its own region and --style-blend mixes the styles everywhere: "
-            "give one or the other"
-        )
-    if args.style_masks and len(args.style_masks) != len(args.style):
-        raise InputError(
-            f"--style-masks has {len(args.style_masks)} mask(s) for {len(args.style)} --style image(s): "
-            "give one per style"
-        )
+    if args.style_masks:
+        masks.check_styles(len(args.style_masks), len(args.style), bool(config.style_blend))
 
 
 def _check_readable(files: Sequence[str]) -> None:
@@ -256,7 +256,7 @@ def _folder_command(args: argparse.Namespace, config: StyleConfig, output: Path)
         config, _ = driver.config_from_args(args, overrides)
     if frames:
         driver.check_memory([str(files[0])], config, params, 1, mesh)
-        line = folders.run_frames(files, args.style, params, config, output, mesh, args.warm_start)
+        line = folders.run_frames(files, args.style, params, config, output, mesh, args.warm_start, args.flow_init)
     else:
         size = args.batch_size or mesh.size
         driver.check_memory([str(f) for f in files], config, params, size, mesh)

@@ -44,6 +44,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The command line's default preset: quick on a CPU, fast on a GPU or TPU (see `resolve_preset`).
 AUTO = "auto"
 
+# The temporal loss's weight (Ruder et al. 2016) for torchvision's VGG19 (and random weights).
+# Measured for the original VGG19 (`weights.style_defaults`: 1e8, benchmarks/RESULTS.md, "Steady
+# video"), whose content loss is ~1e7 times torchvision's (their default style weights, 1e-5 and
+# 100, balance the same pictures: style ~ features^4, content ~ features^2); the temporal loss,
+# in RGB pixels, does not change with the network. torchvision's weights cannot be downloaded
+# here to measure it directly.
+TEMPORAL_WEIGHT = 10.0
+
 # The longest side, in pixels, at which default style weights are stated (the seed's 400 px).
 STYLE_WEIGHT_SIZE = 400
 
@@ -183,6 +191,14 @@ class StyleConfig:
         options.values(options.non_negative_float),
         sweep=True,
     )
+    temporal_weight: float = options.option(
+        TEMPORAL_WEIGHT,
+        "with --content-frames: weight of the temporal loss (Ruder et al. 2016), the mean squared "
+        "difference, in RGB pixels, from the previous frame's output warped along the optical flow, "
+        "where the flow is trusted; 0 = off; 1e8 unless given with the original VGG19 (--weights "
+        "caffe), whose features are larger",
+        options.non_negative_float,
+    )
     content_layers: Layers = options.option(
         Program.content_layers,
         "VGG19 layers of the content loss, comma-separated, each optionally name:weight (default weight 1)",
@@ -255,7 +271,7 @@ class StyleConfig:
         "bits per channel of the pictures written (result, snapshots, pictures so far, contact "
         "sheet): 8, or 16 for .png and .tif (from the float result, never through 8 bits); default: "
         "16 for .tif and .tiff, 8 otherwise",
-        options.positive_int,
+        options.integer_in(images.BIT_DEPTHS),
     )
     steps_per_call: int | None = options.option(
         None,
@@ -298,7 +314,7 @@ class StyleConfig:
         for field in ("b1", "b2", "ema"):
             if not 0 <= getattr(self, field) < 1:
                 refuse(field, "must be in [0, 1)")
-        for field in ("content_weight", "style_weight", "tv_weight"):
+        for field in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
             if not getattr(self, field) >= 0:
                 refuse(field, "must be >= 0")
         # Frozen: normalising means going around __setattr__; the values stay hashable tuples.

@@ -11,10 +11,14 @@ Rules:
     that --output left (its picture so far, snapshots, loss plot, contact sheet), is never
     taken as an input: the output may lie inside the input folder.
   * Folder: contents of one shape (after --max-size) run as batches of `batch_size` pairs.
-  * Frames: one by one, in order; with warm start each frame's optimisation starts from the
-    previous frame's output as written (read back from its file, so a resumed video takes
-    the very same steps as an uninterrupted one), which makes consecutive outputs agree more.
-    `flicker` measures it.
+  * Frames: one by one, in order (Ruder et al. 2016, "Artistic style transfer for videos").
+    From the second on, the previous frame's output as written (read back from its file, so a
+    resumed video takes the very same steps as an uninterrupted one) is carried into this
+    frame's place along the optical flow between the input frames (`jaxart.flow`); with warm
+    start the optimisation starts from it (`flow_init`; else from the previous output as it
+    is), and with `temporal_weight` the temporal loss pulls the pixels the flow trusts towards
+    it. `flow.temporal_error` measures how well consecutive outputs agree; `flicker` how much
+    they change at all.
 """
 
 from __future__ import annotations
@@ -29,13 +33,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxart import errors, images
+from jaxart import errors, flow, images
 from jaxart.errors import ConfigError, InputError
 from jaxart.style import batch, driver, loop, pyramid
 from jaxart.style.config import StyleConfig
-from jaxart.style.transfer import blend_weights, check_sizes
+from jaxart.style.transfer import Temporal, blend_weights, check_sizes
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
 
 
 def list_images(
@@ -170,6 +174,44 @@ def run_folder(
     return f"stylised {written} pairs in {seconds:.1f} s{done}; wrote {pattern}"
 
 
+def frame_start(
+    previous_output: np.ndarray, move: flow.Motion, config: StyleConfig, warm_start: bool = True, flow_init: bool = True
+) -> tuple[np.ndarray | None, Temporal | None]:
+    """A frame's (starting image, temporal targets) for `stylize`, from the (H, W, 3) output of
+    the frame before and the `Motion` between the two input frames: that output warped along
+    the flow (as is without `flow_init`) to start from, None without `warm_start` (then
+    `config.init` says); and the temporal loss's targets, None when `temporal_weight` is 0."""
+    warped = flow.warp(previous_output, move.backward)
+    init = (warped if flow_init else np.asarray(previous_output, np.float32)) if warm_start else None
+    return init, Temporal(warped, move.visible) if config.temporal_weight > 0 else None
+
+
+def stylize_video(
+    frames: Sequence[np.ndarray],
+    style: np.ndarray | Sequence[np.ndarray],
+    params: Any,
+    config: StyleConfig = StyleConfig(),
+    *,
+    warm_start: bool = True,
+    flow_init: bool = True,
+    mesh: Mesh | None = None,
+) -> tuple[list[np.ndarray], list[flow.Motion]]:
+    """Gatys style transfer of a video's (H, W, 3) RGB frames in [0, 1], in memory, one after
+    the other (see the module's rules, and `frame_start`): (each frame's output, the motion
+    between each pair of input frames), for `flow.temporal_error`."""
+    motions = [flow.motion(a, b) for a, b in zip(frames[:-1], frames[1:])]
+    outputs = [loop.stylize(frames[0], style, params, config, mesh=mesh)[0]]
+    for frame, move in zip(frames[1:], motions):
+        init, temporal = frame_start(outputs[-1], move, config, warm_start, flow_init)
+        outputs.append(loop.stylize(frame, style, params, config, mesh=mesh, init=init, temporal=temporal)[0])
+    return outputs, motions
+
+
+def _mode(config: StyleConfig, warm_start: bool, flow_init: bool) -> str:
+    start = ("flow-warped warm start" if flow_init else "warm start") if warm_start else "each frame from its own start"
+    return f"{start}, temporal weight {config.temporal_weight:g}"
+
+
 def run_frames(
     frame_files: Sequence[Path],
     style_files: Sequence[str],
@@ -178,10 +220,11 @@ def run_frames(
     output: Path,
     mesh: Mesh,
     warm_start: bool = True,
+    flow_init: bool = True,
 ) -> str:
     """Stylises the frames in order (see the module's rules), each split by rows over `mesh`;
-    frames already written are skipped. Returns the summary line, with the flicker
-    of the outputs against that of the inputs."""
+    frames already written are skipped. Returns the summary line, with the temporal error and
+    the flicker of the outputs against that of the inputs."""
     outputs = frame_outputs(output, frame_files)
     frames = [images.load_image(path, max_size=config.max_size) for path in frame_files]
     if len({f.shape for f in frames}) > 1:
@@ -191,24 +234,45 @@ def run_frames(
     for k, (frame, path) in enumerate(zip(frames, outputs)):
         if path.exists():
             continue
-        init = images.load_image(outputs[k - 1], shape=frame.shape[:2])[None] if warm_start and k > 0 else None
-        calls = loop.iterate(frame[None], [inputs.styles], params, config, mesh=mesh, init=init)
+        init = temporal = None
+        if k > 0:
+            previous = images.load_image(outputs[k - 1], shape=frame.shape[:2])
+            init, temporal = frame_start(previous, flow.motion(frames[k - 1], frame), config, warm_start, flow_init)
+        calls = loop.iterate(
+            frame[None],
+            [inputs.styles],
+            params,
+            config,
+            mesh=mesh,
+            init=None if init is None else init[None],
+            temporal=None if temporal is None else Temporal(*(x[None] for x in temporal)),
+        )
         run = driver.optimise(calls, config, f"frame {k + 1}/{len(frames)}")
         images.save_image(path, loop.result_images(run.state, frame[None], config)[0], config.bit_depth)
         seconds, ran = seconds + run.seconds, ran + 1
         losses.append([float(run.history[name][0, -1]) for name in ("content_loss", "style_loss")])
     results = [images.load_image(path) for path in outputs]
-    ratio = flicker_ratio(results, frames) if len(frames) > 1 else float("nan")
-    mode = "warm start" if warm_start else "each frame from its own start"
+    steadiness = ""
+    if len(frames) > 1:
+        # Motions one pair at a time (a video's every flow at once would not fit in memory).
+        pairs = [
+            flow.pair_error(results[k - 1], results[k], flow.motion(frames[k - 1], frames[k]))
+            for k in range(1, len(frames))
+        ]
+        steadiness = (
+            f"; temporal error {np.mean(pairs):.3g} (mean squared difference from the "
+            f"previous output warped along the flow, where it is trusted); flicker "
+            f"{flicker_ratio(results, frames):.3f} x the input's (mean |frame k+1 - frame k|: output "
+            f"{flicker(results):.4f}, input {flicker(frames):.4f})"
+        )
     skipped = len(frames) - ran
     done = f", skipped {skipped} already done" if skipped else ""
-    # Flicker alone would reward a video that ignores its frames: say how well each frame was fitted.
+    # Steadiness alone would reward a video that ignores its frames: say how well each frame was fitted.
     fit = ""
     if losses:
         content, style = np.mean(losses, axis=0)
         fit = f"; mean final content loss {content:.4g}, style loss {style:.4g}"
     return (
-        f"stylised {ran} frames in {seconds:.1f} s ({mode}{done}{fit}); flicker {ratio:.3f} x the input's "
-        f"(mean |frame k+1 - frame k|: output {flicker(results):.4f}, input {flicker(frames):.4f}); "
-        f"wrote {driver.shown_path(output.with_name(output.stem + '_*'))}"
+        f"stylised {ran} frames in {seconds:.1f} s ({_mode(config, warm_start, flow_init)}{done}{fit})"
+        f"{steadiness}; wrote {driver.shown_path(output.with_name(output.stem + '_*'))}"
     )

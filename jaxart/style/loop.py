@@ -33,6 +33,7 @@ from jaxart.style.config import Program, StyleConfig
 from jaxart.style.transfer import (
     State,
     Targets,
+    Temporal,
     check_sizes,
     compute_targets,
     concat_history,
@@ -110,13 +111,15 @@ def _start_level(
     starts: jax.Array | None,
     values: tuple[jax.Array, ...],
     regions: jax.Array | None,
+    temporal: Temporal | None,
     shape: tuple[int, int],
     style_shapes: tuple[tuple[tuple[int, int], ...], ...],
     program: Program,
     fresh: bool,
-) -> tuple[jax.Array, list[list[jax.Array]], jax.Array | None, State]:
-    """A pyramid level's normalised contents and styles, its regions and its starting states, in
-    one compiled call (eagerly, each resize and normalisation would compile on its own).
+) -> tuple[jax.Array, list[list[jax.Array]], jax.Array | None, Temporal | None, State]:
+    """A pyramid level's normalised contents and styles, its regions, its temporal targets and
+    its starting states, in one compiled call (eagerly, each resize and normalisation would
+    compile on its own).
 
     Args:
       contents, styles: RGB in [0, 1] at their own shapes, resized here: contents (P, H, W, 3)
@@ -126,6 +129,7 @@ def _start_level(
         RGB in [0, 1] when `fresh`, else a previous level's normalised results.
       values: (P,) lr, b1, b2 and ema of each pair.
       regions: None, or the style loss's (K, H, W) regions (see `masks`), resized as the contents.
+      temporal: None, or each pair's temporal targets ((P, H, W, 3), (P, H, W, 1)), resized too.
     """
     level_contents = _over_pairs(lambda c: vgg.normalize(pyramid.resize(c, shape)), contents)
     level_styles = [
@@ -140,7 +144,9 @@ def _start_level(
     states = _over_pairs(lambda image, *v: start_state(image, program, *v), images, *values)
     if regions is not None:
         regions = jnp.moveaxis(pyramid.resize(jnp.moveaxis(regions, 0, -1), shape), -1, 0)
-    return level_contents, level_styles, regions, states
+    if temporal is not None:
+        temporal = jax.tree.map(lambda x: _over_pairs(lambda y: pyramid.resize(y, shape), x), temporal)
+    return level_contents, level_styles, regions, temporal, states
 
 
 def _targets(
@@ -150,12 +156,14 @@ def _targets(
     values: Mapping[str, np.ndarray],
     config: StyleConfig,
     regions: jax.Array | None = None,
+    temporal: Temporal | None = None,
 ) -> Targets:
-    """Each pair's `compute_targets` (the same `regions` for all), stacked along a pairs axis,
-    with each pair's loss weights."""
+    """Each pair's `compute_targets` (the same `regions` for all, each pair its own `temporal`
+    targets), stacked along a pairs axis, with each pair's loss weights."""
     # Not compiled: XLA rounds a compiled forward pass differently from the step's (by ~1e-8),
     # and the first content loss would no longer be exactly 0, as it is in the seed.
-    targets = [compute_targets(params, c, s, config, regions) for c, s in zip(contents, styles)]
+    pair_temporal = [None if temporal is None else Temporal(*(x[i] for x in temporal)) for i in range(len(contents))]
+    targets = [compute_targets(params, c, s, config, regions, t) for c, s, t in zip(contents, styles, pair_temporal)]
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *targets)
     return stacked._replace(**{name: jnp.asarray(values[name]) for name in _WEIGHTS})
 
@@ -180,6 +188,7 @@ def _compiled_step(program: Program, mesh: Mesh, num_steps: int, rows: int, layo
         targets = targets._replace(
             content=sharding.crop_features(targets.content, rows),
             regions=tuple(r._replace(masks=sharding.crop_features(r.masks, rows)) for r in targets.regions),
+            temporal=sharding.crop(targets.temporal, rows),
         )
         targets = sharding.constrain(targets, mesh)
         states, metrics = _over_pairs(lambda s, t: train_steps(s, params, t, program, num_steps), states, targets)
@@ -208,6 +217,7 @@ def iterate(
     resume: tuple[int, Sequence[np.ndarray]] | None = None,
     style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
     content_mask: np.ndarray | None = None,
+    temporal: Temporal | None = None,
 ) -> Iterator[tuple[int, State, dict[str, jax.Array]]]:
     """Optimises P pairs at once, level by level of the pyramid, yielding after each compiled call.
 
@@ -228,6 +238,9 @@ def iterate(
         blended: each style applies where its mask is white; see `masks`); the same for every pair.
       content_mask: (H, W) float weights in [0, 1]: the style applies only there (the picture
         keeps the content elsewhere: give it to `result_images` too); the same for every pair.
+      temporal: for video frames, each pair's temporal targets (see `Temporal`, with a leading
+        pairs axis: (P, H, W, 3) and (P, H, W)), weighed by `temporal_weight`; see
+        `jaxart.style.folders.run_frames`.
     Yields:
       (steps done so far, states, {metric: (P, steps in this call) float32}); the states have a
       leading pairs axis and the current level's shape. The metrics stay on the device: a caller
@@ -246,14 +259,11 @@ def iterate(
         )
     for pair in pair_styles:
         check_sizes(contents.shape[1:], [s.shape for s in pair], config)
-    if style_masks is not None and config.style_blend:
-        raise ConfigError(
-            f"{errors.option('style_masks')} give each style its own region and {errors.option('style_blend')} "
-            "mixes the styles everywhere: give one or the other"
-        )
-    regions = masks.regions(style_masks, content_mask, [len(pair) for pair in pair_styles], contents.shape[1:3])
+    counts = [len(pair) for pair in pair_styles]
+    regions = masks.regions(style_masks, content_mask, counts, bool(config.style_blend), contents.shape[1:3])
     if regions is not None:
         regions = regions.astype(contents.dtype)
+    temporal = _checked_temporal(temporal, contents, config)
     configs = _pair_configs(config, len(contents), per_pair)
     program = _program(configs)
     values = {name: np.asarray([getattr(c, name) for c in configs], np.float32) for name in _WEIGHTS}
@@ -267,6 +277,8 @@ def iterate(
     else:
         starts = None
     contents, pair_styles, starts = color_inputs(contents, pair_styles, starts, config)
+    if temporal is not None and config.luminance_only:  # the run's iterate is grey: so is its target
+        temporal = temporal._replace(previous=colors.luminance(np.asarray(temporal.previous)))
     placed_params = jax.device_put(params, sharding.replicated(mesh))
     shapes = pyramid.level_shapes(contents.shape[1:3], config)
     ends = np.cumsum(pyramid.level_steps(config.steps, len(shapes))).tolist()
@@ -286,17 +298,18 @@ def iterate(
             pair_styles,
             values=tuple(values[k] for k in _OPTIMISER),
             regions=regions,
+            temporal=temporal,
             shape=tuple(shape),
             style_shapes=style_shapes,
             program=program,
         )
-        level_contents, level_styles, level_regions, states = start(starts, fresh=level == 0)
+        level_contents, level_styles, level_regions, level_temporal, states = start(starts, fresh=level == 0)
         if saved is not None:
             states = _resumed(states, saved, at_level_end=level > 0 and done == ends[level - 1])
             saved = None
             if isinstance(states, jax.Array):  # the previous level's result: this level starts from it
-                level_contents, level_styles, level_regions, states = start(states, fresh=False)
-        targets = _targets(params, level_contents, level_styles, values, config, level_regions)
+                level_contents, level_styles, level_regions, level_temporal, states = start(states, fresh=False)
+        targets = _targets(params, level_contents, level_styles, values, config, level_regions, level_temporal)
         states, targets = sharding.place(states, mesh), sharding.place(targets, mesh)
         for before, n in schedule.calls(done, end, per_call, stops):
             step = _compiled_step(program, mesh, n, shape[0], _layout((states, targets)))
@@ -308,6 +321,22 @@ def iterate(
             )
         done = end
         starts = sharding.crop(states.result, shape[0], len(contents))
+
+
+def _checked_temporal(temporal: Temporal | None, contents: np.ndarray, config: StyleConfig) -> Temporal | None:
+    """`iterate`'s temporal targets in the contents' dtype, the weights with a trailing channel
+    axis; None when `temporal_weight` is 0. ConfigError unless they are (P, H, W, 3) and
+    (P, H, W) arrays of the contents' (P, H, W), with weights in [0, 1]."""
+    if temporal is None or config.temporal_weight == 0:
+        return None
+    previous, visible = (np.asarray(x) for x in temporal)
+    if previous.shape != contents.shape or visible.shape != contents.shape[:3]:
+        raise ConfigError(
+            f"temporal targets {previous.shape} and {visible.shape} must be {contents.shape} and {contents.shape[:3]}"
+        )
+    if not np.all((visible >= 0) & (visible <= 1)):
+        raise ConfigError("the temporal loss's visibility weights must lie in [0, 1]")
+    return Temporal(previous.astype(contents.dtype), visible[..., None].astype(contents.dtype))
 
 
 def _resumed(template: State, saved: Sequence[np.ndarray], at_level_end: bool) -> State | jax.Array:
@@ -361,6 +390,7 @@ def stylize_batch(
     init: np.ndarray | None = None,
     style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
     content_mask: np.ndarray | None = None,
+    temporal: Temporal | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`stylize` of P (content, style) pairs at once, in one compiled program (see `iterate`
     for the arguments): each result is that of `stylize` on its pair alone, with its values
@@ -381,6 +411,7 @@ def stylize_batch(
         init=init,
         style_masks=style_masks,
         content_mask=content_mask,
+        temporal=temporal,
     )
     for _, states, metrics in calls:
         chunks.append(metrics)  # fetched once, at the end: the calls run back to back
@@ -397,6 +428,7 @@ def stylize(
     init: np.ndarray | None = None,
     style_masks: np.ndarray | Sequence[np.ndarray] | None = None,
     content_mask: np.ndarray | None = None,
+    temporal: Temporal | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Gatys style transfer of one picture.
 
@@ -413,6 +445,8 @@ def stylize(
         2017; see `jaxart.style.masks`).
       content_mask: an (H, W) mask of float weights in [0, 1]: the style applies where it is
         white, and the picture keeps the content where it is black.
+      temporal: a video frame's temporal targets, (H, W, 3) and (H, W) (see `Temporal` and
+        `jaxart.style.folders.stylize_video`).
     Returns:
       (image, history): the stylised (H, W, 3) float32 RGB in [0, 1] (see `result_image`), and
       {"loss", "content_loss", "style_loss"}: (steps,) float32, each step's value before its
@@ -427,5 +461,6 @@ def stylize(
         init=None if init is None else init[None],
         style_masks=style_masks,
         content_mask=content_mask,
+        temporal=None if temporal is None else Temporal(*(np.asarray(x)[None] for x in temporal)),
     )
     return images[0], {name: values[0] for name, values in history.items()}

@@ -84,3 +84,10 @@ def total_variation(images: jax.Array) -> jax.Array:
     dy = images[..., 1:, :, :] - images[..., :-1, :, :]
     dx = images[..., :, 1:, :] - images[..., :, :-1, :]
     return jnp.mean(jnp.square(dy)) + jnp.mean(jnp.square(dx))
+
+
+def temporal_loss(images: jax.Array, previous: jax.typing.ArrayLike, visible: jax.typing.ArrayLike) -> jax.Array:
+    """Ruder et al. 2016's short-term temporal loss: mean over pixels and channels of visible *
+    (image - previous)^2, for (..., H, W, C) images, the previous frame's output warped into this
+    one's place, and (..., H, W, 1) weights (1 where the warp is trusted); a scalar."""
+    return jnp.mean(visible * jnp.square(images - previous))

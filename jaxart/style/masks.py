@@ -57,28 +57,38 @@ def check(mask: np.ndarray, shape: tuple[int, ...], field: str) -> np.ndarray:
     return mask
 
 
+def check_styles(masks: int, styles: int, blended: bool) -> None:
+    """ConfigError unless `masks` style masks can place `styles` style images: one mask per
+    style, and no blend (a blend mixes the styles everywhere)."""
+    if blended:
+        raise ConfigError(
+            f"{errors.option('style_masks')} give each style its own region and {errors.option('style_blend')} "
+            "mixes the styles everywhere: give one or the other"
+        )
+    if masks != styles:
+        raise ConfigError(
+            f"{errors.option('style_masks')} has {masks} mask(s) for {styles} style image(s): give one per style"
+        )
+
+
 def regions(
     style_masks: np.ndarray | Sequence[np.ndarray] | None,
     content_mask: np.ndarray | None,
     style_counts: Sequence[int],
+    blended: bool,
     shape: tuple[int, int],
 ) -> np.ndarray | None:
     """The style loss's (K, H, W) regions at (H, W) contents whose pairs have `style_counts`
-    style images: each style mask times the content mask (K style masks, one per style of every
-    pair), the content mask alone (K = 1: the styles blended), or None without masks.
-    ConfigError for masks that do not fit (see `check`)."""
+    style images (`blended`: mixed by a blend): each style mask times the content mask (K style
+    masks, one per style of every pair), the content mask alone (K = 1: the styles blended), or
+    None without masks. ConfigError for masks that do not fit (see `check`, `check_styles`)."""
     if content_mask is not None:
         content_mask = check(content_mask, shape, "content_mask")
     if style_masks is None:
         return None if content_mask is None else content_mask[None]
-    style_masks = np.asarray(style_masks)
-    mismatched = sorted({n for n in style_counts if n != len(style_masks)})
-    if mismatched and style_masks.ndim == 3:
-        raise ConfigError(
-            f"{errors.option('style_masks')} has {len(style_masks)} mask(s) for {mismatched[0]} style image(s): "
-            "give one per style"
-        )
-    style_masks = check(style_masks, (len(style_masks), *shape), "style_masks")
+    for count in sorted(set(style_counts)):
+        check_styles(len(style_masks), count, blended)
+    style_masks = check(np.asarray(style_masks), (len(style_masks), *shape), "style_masks")
     return style_masks if content_mask is None else style_masks * content_mask
 
 

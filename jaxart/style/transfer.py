@@ -22,7 +22,7 @@ from jaxart.errors import ConfigError
 from jaxart.style import linesearch, masks, pyramid
 from jaxart.style.colors import keep_colors
 from jaxart.style.config import Program, StyleConfig
-from jaxart.style.losses import content_loss, gram_matrix, style_loss, total_variation
+from jaxart.style.losses import content_loss, gram_matrix, style_loss, temporal_loss, total_variation
 
 METRICS = ("loss", "content_loss", "style_loss")
 ACCELERATOR_STEPS_PER_CALL = 20  # enough to hide the per-call dispatch behind ~2-10 ms steps
@@ -36,10 +36,20 @@ class Region(NamedTuple):
     grams: dict[str, jax.Array]
 
 
+class Temporal(NamedTuple):
+    """The temporal loss's targets (Ruder et al. 2016, see `jaxart.flow`): the previous frame's
+    output warped into this frame's place, (H, W, 3) RGB in [0, 1], and where it is trusted,
+    (H, W, 1) weights in [0, 1] (`flow.Motion.visible`)."""
+
+    previous: jax.Array | np.ndarray
+    visible: jax.Array | np.ndarray
+
+
 class Targets(NamedTuple):
     """What the target is pulled towards, and how hard: content features {layer: (1, H, W, C)},
-    style Gram matrices {layer: (C, C)} and the three losses' weights (scalars); with masks,
-    the style's `regions` instead (style_grams then {}), each its own style loss.
+    style Gram matrices {layer: (C, C)} and the losses' weights (scalars); with masks, the
+    style's `regions` instead (style_grams then {}), each its own style loss; for a video's
+    frame, the `temporal` loss's targets (None: no such term in the graph).
 
     The weights are arrays here rather than constants of the step, so that a sweep over them is
     one batch of one compiled program; the total-variation term is compiled in only when the
@@ -53,6 +63,8 @@ class Targets(NamedTuple):
     style_weight: jax.Array
     tv_weight: jax.Array | float = 0.0
     regions: tuple[Region, ...] = ()
+    temporal_weight: jax.Array | float = 0.0
+    temporal: Temporal | None = None
 
 
 def _features(params: Any, image: jax.Array, layers: tuple[str, ...], program: Program) -> dict[str, jax.Array]:
@@ -111,7 +123,12 @@ def style_grams(params: Any, style: Any, shape: tuple[int, ...], config: StyleCo
 
 
 def compute_targets(
-    params: Any, content: jax.Array, style: Any, config: StyleConfig, regions: jax.Array | None = None
+    params: Any,
+    content: jax.Array,
+    style: Any,
+    config: StyleConfig,
+    regions: jax.Array | None = None,
+    temporal: Temporal | None = None,
 ) -> Targets:
     """Features of the normalised (H, W, 3) content and the style Gram targets (`style_grams`
     at the content's shape), computed once.
@@ -120,6 +137,8 @@ def compute_targets(
       style: one normalised (h, w, 3) style image or a sequence of them, of any sizes.
       regions: None, or (K, H, W) weights in [0, 1] (see `jaxart.style.masks`): K = 1, the
         styles (blended) in that one region, or one region per style image.
+      temporal: a video frame's temporal targets at the content's shape, weighed by the config's
+        `temporal_weight` (left out when it is 0).
     """
     targets = Targets(
         content_features(params, content, config),
@@ -127,6 +146,8 @@ def compute_targets(
         jnp.float32(config.content_weight),
         jnp.float32(config.style_weight),
         jnp.float32(config.tv_weight),
+        temporal_weight=jnp.float32(config.temporal_weight),
+        temporal=temporal if config.temporal_weight > 0 else None,
     )
     if regions is None:
         return targets._replace(style_grams=style_grams(params, style, content.shape, config))
@@ -158,6 +179,9 @@ def loss_fn(image: jax.Array, params: Any, targets: Targets, program: Program) -
     loss = targets.content_weight * c + targets.style_weight * s
     if program.tv:  # else left out of the graph: the seed's numbers stay bit for bit
         loss = loss + targets.tv_weight * total_variation(vgg.denormalize(image))
+    if targets.temporal is not None:  # in pixel terms, as total variation
+        t = targets.temporal
+        loss = loss + targets.temporal_weight * temporal_loss(vgg.denormalize(image), t.previous, t.visible)
     return loss, {"loss": loss, "content_loss": c, "style_loss": s}
 
 

@@ -67,7 +67,9 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,64})\.pth?$")
 # with the pixel count, so that is 1e-5 at the default 400 px.
 STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
     TORCHVISION: {},
-    CAFFE: {"content_weight": 1.0, "style_weight": 1e-5},
+    # temporal_weight: 6.7x less temporal error than warm start alone on a real clip, at +13%
+    # style loss (benchmarks/RESULTS.md, "Steady video").
+    CAFFE: {"content_weight": 1.0, "style_weight": 1e-5, "temporal_weight": 1e8},
 }
 
 _ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's formats: a zip archive, or a pickle (legacy)
