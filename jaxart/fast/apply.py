@@ -115,7 +115,7 @@ class Styler:
 
     module: nn.Module
     params: Any
-    condition: np.ndarray
+    condition: np.ndarray | jax.Array
     own: Callable[[jax.Array], jax.Array] | None = None
 
 
@@ -150,7 +150,7 @@ def network_styler(network: StyleNetwork, weights: np.ndarray) -> Styler:
     return Styler(network.module, network.params, np.asarray(weights, np.float32))
 
 
-def _centre_square(image: Image.Image, size: int) -> np.ndarray:
+def centre_square(image: Image.Image, size: int) -> np.ndarray:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     square = image.crop((left, top, left + side, top + side))
@@ -165,7 +165,7 @@ def style_vectors(network: ArbitraryNetwork, pictures: jax.Array) -> jax.Array:
 
 def arbitrary_styler(network: ArbitraryNetwork, painting: str | os.PathLike) -> Styler:
     """The arbitrary pair conditioned on `painting`'s style vector (its centred square at 256 px)."""
-    square = _centre_square(images.open_rgb(painting), STYLE_IMAGE_SIZE)
+    square = centre_square(images.open_rgb(painting), STYLE_IMAGE_SIZE)
     vector = np.asarray(jax.jit(network.predictor.apply)({"params": network.predictor_params}, square[None]))[0]
 
     def own(pictures: jax.Array) -> jax.Array:
