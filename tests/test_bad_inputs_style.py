@@ -330,9 +330,12 @@ def test_sigterm_leaves_no_temporary_file(files, tmp_path):
         text=True,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
-    deadline = time.monotonic() + 240
+    # Start-up (imports, weights, compiling) took over 240 s on 2 cores running two test suites at
+    # once: the signal then came before any step was kept. Wait longer, and say so if it was that.
+    deadline = time.monotonic() + 540
     while not (out / "o.step00002.png").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert (out / "o.step00002.png").exists(), "no step kept within 540 s: the run never got going"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
