@@ -30,7 +30,7 @@ from benchmarks.common import machine
 from jaxart import backend, data, schedule
 from jaxart.gan import GANConfig, parallel
 from jaxart.gan.evaluate import asked_classes, eval_config, evaluate_samples, load_judge_and_reference, sample_images
-from jaxart.gan.models import class_weight, steps_per_call
+from jaxart.gan.models import class_weight, hidden_dim, steps_per_call
 from jaxart.gan.train import epoch_order, run_keys, sample_state
 
 NAMES = {"seed": "seed MLP, PyTorch", "mlp": "seed MLP, jaxart", "dcgan": "DCGAN, jaxart"}
@@ -94,6 +94,7 @@ def train_jaxart(model, dataset, seeds, epochs, run: GANConfig, judge, reference
                     result = score(sampled, judge, reference, config, labels) | {"generator": generator}
                     if conditional:
                         result |= {"conditional": True, "class_weight": class_weight(run)}
+                    result |= {"hidden_dim": hidden_dim(run)}
                     emit(model, s, len(seeds), epoch + 1, (epoch + 1) * per_epoch, seconds, result)
             start = time.perf_counter() - seconds  # scoring is not training time
 
@@ -109,15 +110,19 @@ def table(records: list[dict]) -> str:
         # Records of versions before the moving average scored the trained generator, and before
         # the class loss trained their conditional models without one.
         ema = r.get("generator", "raw") == "ema"
-        return r["model"], r.get("conditional", False), r.get("class_weight", 0.0), ema, r["epochs"]
+        # ... and before the width was recorded, every model was 256 wide.
+        width = r.get("hidden_dim", 256)
+        return r["model"], r.get("conditional", False), r.get("class_weight", 0.0), width, ema, r["epochs"]
 
     kinds = sorted({kind(r) for r in records})
     for model in NAMES:
         for k in [k for k in kinds if k[0] == model]:
-            _, conditional, class_weight, ema, e = k
+            _, conditional, class_weight, width, ema, e = k
             generator = "ema" if ema else "raw"
-            variant = (", conditional" if conditional else "") + (
-                f", class weight {class_weight:g}" if class_weight else ""
+            variant = (
+                (", conditional" if conditional else "")
+                + (f", class weight {class_weight:g}" if class_weight else "")
+                + (f", {width} wide" if width != 256 else "")
             )
             rs = [r for r in records if kind(r) == k]
             fcd, sc, rec = (np.array([r[k] for r in rs]) for k in ("fcd", "inception_score", "recall"))
@@ -164,6 +169,9 @@ def main() -> None:
         type=float,
         help="with --conditional, the class loss's weight (train --class-weight; default: the model's)",
     )
+    parser.add_argument(
+        "--hidden-dim", type=int, help="jaxart's hidden width (train --hidden-dim; default: the model's)"
+    )
     parser.add_argument("--torch-threads", type=int, default=1, help="the PyTorch seed's threads")
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--out", required=True, help="JSON-lines file the records are appended to")
@@ -188,7 +196,12 @@ def main() -> None:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
 
-    run = GANConfig(ema_decay=args.ema_decay, conditional=args.conditional, class_weight=args.class_weight)
+    run = GANConfig(
+        ema_decay=args.ema_decay,
+        conditional=args.conditional,
+        class_weight=args.class_weight,
+        hidden_dim=args.hidden_dim,
+    )
     for model in args.models:
         epochs = sorted(args.dcgan_epochs if model == "dcgan" and args.dcgan_epochs else args.epochs)
         if model == "seed":

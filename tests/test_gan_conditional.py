@@ -25,10 +25,18 @@ from jaxart.gan import GANConfig, init_state, run_keys, sample, sample_state, tr
 from jaxart.gan import __main__ as gan_main
 from jaxart.gan import evaluate as gan_evaluate
 from jaxart.gan.__main__ import _class_index
-from jaxart.gan.checkpoint import MODEL_FORMAT, STATE_FORMAT, _config_from_meta, load_latest, load_latest_run
+from jaxart.gan.checkpoint import (
+    MODEL_FORMAT,
+    STATE_FORMAT,
+    _config_from_meta,
+    check_resumable,
+    load_latest,
+    load_latest_run,
+    run_meta,
+)
 from jaxart.gan.config import as_json
 from jaxart.gan.metrics import class_accuracy
-from jaxart.gan.models import class_weight, make_models
+from jaxart.gan.models import class_weight, hidden_dim, make_models
 from jaxart.gan.train import class_cycle, class_loss, discriminator_loss, generator_loss, sample_labels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +165,31 @@ def test_class_weight_settings():
     for bad in ({"class_weight": 1.0}, {"conditional": True, "class_weight": float("nan")}):
         with pytest.raises(ConfigError, match="class.weight"):
             GANConfig(**bad)
+
+
+def test_width_settings():
+    """Unset: the model's (mlp 256 as the seed's and 512 conditional, dcgan 256); a given width wins."""
+    assert hidden_dim(GANConfig()) == 256 and hidden_dim(GANConfig(conditional=True).static) == 512
+    assert hidden_dim(GANConfig(model="dcgan", conditional=True)) == 256
+    assert hidden_dim(GANConfig(conditional=True, hidden_dim=64)) == 64
+    generator, discriminator = make_models(GANConfig(conditional=True).static)
+    assert generator.hidden_dim == discriminator.hidden_dim == 512
+
+
+def test_a_resume_compares_the_settings_in_effect():
+    """A run that recorded the model's own width, b1 or class weight as a number (as earlier
+    versions did) resumes with them unset, and the other way round; a conditional MLP trained
+    256 wide is not the 512-wide default, and the refusal says what to pass."""
+
+    def check(saved: GANConfig, asked: GANConfig) -> None:
+        check_resumable(run_meta(saved, "mnist", "x"), asked, "mnist", "x", "w")
+
+    check(GANConfig(hidden_dim=256, b1=0.9), GANConfig())
+    check(GANConfig(conditional=True), GANConfig(conditional=True, hidden_dim=512, b1=0.9, class_weight=1.0))
+    with pytest.raises(InputError, match=r"hidden.dim\W* 256, not 512; pass \W*hidden.dim\W* 256 to resume"):
+        check(GANConfig(conditional=True, hidden_dim=256), GANConfig(conditional=True))
+    with pytest.raises(InputError, match=r"b1\W* 0.9, not 0.5"):
+        check(GANConfig(), GANConfig(b1=0.5))
 
 
 def test_checkpoints_before_the_class_loss_had_none():

@@ -9,7 +9,9 @@ that still decodes is caught rather than trained on.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from flax import struct
 from jaxart.checkpoint import Checkpoints, local_target, restore_latest
 from jaxart.errors import InputError, option, reason
 from jaxart.gan.config import GANConfig, ModelConfig, as_json
+from jaxart.gan.models import adam_b1, class_weight, hidden_dim
 from jaxart.gan.train import GANState, state_shapes
 
 # The layout of the saved state: 2 since Adam's lr and b1 are values in the optimiser state
@@ -110,6 +113,15 @@ def _as_state(restored: Any) -> GANState:
     return restored
 
 
+# Fields left unset to mean the model's own value: a run is the same run when the values in
+# effect agree (runs of earlier versions recorded the width they used as a number).
+_IN_EFFECT: dict[str, Callable[[GANConfig], Any]] = {
+    "b1": adam_b1,
+    "class_weight": class_weight,
+    "hidden_dim": hidden_dim,
+}
+
+
 def _setting(name: str, value: Any) -> str:
     """A field's value as the command line sets it: `name` value, or a switch on (`name`) or off."""
     if isinstance(value, bool):
@@ -121,7 +133,8 @@ def check_resumable(meta: dict[str, Any], config: GANConfig, data: str, data_che
     """Raises InputError naming the first difference between a checkpointed run and this one."""
     saved_config = _config_from_meta(meta, where)
     for field in dataclasses.fields(GANConfig):
-        saved, wanted = getattr(saved_config, field.name), getattr(config, field.name)
+        value = _IN_EFFECT.get(field.name, operator.attrgetter(field.name))
+        saved, wanted = value(saved_config), value(config)
         if saved != wanted:
             raise InputError(
                 f"{where} holds a run with {option(field.name)} {saved}, not {wanted}; "

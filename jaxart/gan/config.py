@@ -24,7 +24,7 @@ class ModelConfig:
     model: str = "mlp"
     batch_size: int = 32
     latent_dim: int = 64
-    hidden_dim: int = 256
+    hidden_dim: int | None = None
     ema_decay: float = 0.0
     conditional: bool = False
     class_weight: float | None = None
@@ -52,9 +52,11 @@ class GANConfig:
         options.unit_interval,
     )
     latent_dim: int = options.option(64, "size of the generator's noise input", options.positive_int)
-    hidden_dim: int = options.option(
-        256,
-        "width of the hidden layers; dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
+    # None rather than a number: as b1, what serves best differs by model (and by --conditional).
+    hidden_dim: int | None = options.option(
+        None,
+        "width of the hidden layers (default: the model's, mlp 256 as the seed's and 512 with --conditional, "
+        "dcgan 256); dcgan: its maps have hidden_dim/2 channels at 7x7, /4 at 14x14",
         options.positive_int,
     )
     conditional: bool = options.option(
@@ -87,7 +89,7 @@ class GANConfig:
             raise ConfigError(f"{option('class_weight')} weighs the class loss of {option('conditional')} models only")
         if self.class_weight is not None and not 0 <= self.class_weight < float("inf"):
             raise ConfigError(f"{option('class_weight')} must be a finite number >= 0, got {self.class_weight}")
-        if self.model == "dcgan" and self.hidden_dim < 4:
+        if self.model == "dcgan" and self.hidden_dim is not None and self.hidden_dim < 4:
             raise ConfigError(
                 f"{option('model')} dcgan needs {option('hidden_dim')} of at least 4, got {self.hidden_dim}"
             )
