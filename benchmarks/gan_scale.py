@@ -1,6 +1,6 @@
 """GAN at scale: steps/s over forced CPU devices, and total GAN-steps/s of many runs in one program.
 
-    python -m benchmarks.gan_scale [--devices 1 2 4] [--runs 1 4 16] [--steps 1000] [--repeats 3]
+    python -m benchmarks.gan_scale [--devices 1 2 4] [--runs 1 4 16] [--steps 1000] [--repeats 3] [--json PATH]
     python -m benchmarks.gan_scale --equivalence [--data tests/fixtures/mnist-small]
 
 Each device count runs in its own process (XLA_FLAGS=--xla_force_host_platform_device_count=N
@@ -9,7 +9,7 @@ steps per compiled call) through `jaxart.gan.parallel`, the host assembling each
 batches as the training loop does, after a warm-up call; best of --repeats. The first row is
 `train_steps` on one device (batches gathered on the device) for reference. The runs rows
 put R vmapped runs on one device (and, with 4 devices, a runs axis of 4); "GAN-steps/s" counts
-every run's steps, the number that matters for a sweep.
+every run's steps, the number that matters for a sweep. --json PATH also writes the rows there.
 
 --equivalence instead prints, with 4 forced devices, the largest relative difference of any
 step's d_loss or g_loss over the first 50 steps between each layout and `train_steps` on one
@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from jaxart import backend
 from jaxart.distributed import host_devices_env
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--per-call", type=int, default=50, help="steps per compiled call")
     parser.add_argument("--data", default="mnist", help="training images (their values do not matter here)")
     parser.add_argument("--equivalence", action="store_true", help="print the layouts' agreement instead")
+    parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.equivalence:
@@ -164,6 +166,8 @@ def main() -> None:
         command += ["--runs", *map(str, args.runs)]
         out = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
         rows += [json.loads(line[len(RESULT) :]) for line in out.splitlines() if line.startswith(RESULT)]
+        if args.json:  # after each device count, so a run stopped part-way still leaves its rows
+            args.json.write_text(json.dumps(dict(steps=args.steps, rows=rows), indent=1) + "\n", encoding="utf-8")
     with open("/proc/loadavg") as f:
         print(f"load average at the end: {f.read().split()[:3]}")
     base = rows[0]["gan_steps_s"]

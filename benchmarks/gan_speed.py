@@ -1,7 +1,7 @@
 """GAN training speed: the seed's PyTorch loop vs jaxart, side by side, at batch 32; and the
 command's own speed and start times.
 
-    python -m benchmarks.gan_speed [--data mnist] [--steps 2000] [--repeats 3] [--cli-steps 3000]
+    python -m benchmarks.gan_speed [--data mnist] [--steps 2000] [--repeats 3] [--cli-steps 3000] [--json PATH]
 
 1. Loops, timed in turns (round-robin, so a busy machine slows them alike) for --steps steps
    after a warm-up (compilation excluded): steps/s (best and median of --repeats), the ratio to
@@ -14,12 +14,14 @@ command's own speed and start times.
 3. Start times of `python -m jaxart.gan train --max-steps 1`: cold (an empty compile cache) and
    warm (the cache filled by the previous run), --repeats each, wall clock of the process.
 The load average is printed with each part: on a shared machine, compare ratios, not rates.
+--json PATH also writes each part's numbers there, as printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import statistics
 import subprocess
@@ -171,7 +173,7 @@ def start_seconds(data_source: str, env: dict[str, str]) -> float:
         return time.perf_counter() - start
 
 
-def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None) -> None:
+def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None) -> dict[str, float]:
     """Part 2: the command's steps/s, with TensorBoard's event files and without, in turns."""
     env = {**os.environ, "JAXART_CACHE": str(scratch / "cache")}
     with_events, without = [], []
@@ -180,9 +182,13 @@ def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None)
         without.append(cli_rate(args.data, args.cli_steps, env, "--no-tensorboard"))
     print(f"\n`train --max-steps {args.cli_steps}` (training time it records): {summary(with_events, 'steps/s')}; ")
     print(f"  --no-tensorboard: {summary(without, 'steps/s')}; ")
-    print(f"  with / without TensorBoard (medians): {statistics.median(with_events) / statistics.median(without):.3f}")
+    result = dict(steps_s=statistics.median(with_events), no_tensorboard_steps_s=statistics.median(without))
+    result["tensorboard_ratio"] = result["steps_s"] / result["no_tensorboard_steps_s"]
+    print(f"  with / without TensorBoard (medians): {result['tensorboard_ratio']:.3f}")
     if engine is not None:
-        print(f"  command / engine (K={min(args.k)}, medians): {statistics.median(with_events) / engine:.2f}; {load()}")
+        result["command_vs_engine"] = result["steps_s"] / engine
+        print(f"  command / engine (K={min(args.k)}, medians): {result['command_vs_engine']:.2f}; {load()}")
+    return result
 
 
 def summary(values: list[float], unit: str) -> str:
@@ -200,6 +206,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 50], help="steps per call to time")
     parser.add_argument("--cli-steps", type=int, default=3000, help="steps of the timed command (0: skip)")
     parser.add_argument("--only-command", action="store_true", help="part 2 alone, without the engine's ratio")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     # Every folder the benchmark writes (the seed's data set, compile caches) goes, at the end.
     with tempfile.TemporaryDirectory(prefix="jaxart-bench-") as scratch:
@@ -213,10 +220,18 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
     state = init_state(run_keys(0).init, config)
     flops = compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
     peak = matmul_peak_gflops()
-    print(machine())
+    results: dict = dict(machine=machine(), steps=args.steps, repeats=args.repeats, mflop_per_step=flops / 1e6)
+    results["matmul_peak_gflops"] = peak
+
+    def save() -> None:  # after each part, so a run stopped part-way still leaves its numbers
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+    print(results["machine"])
     if args.only_command:
         print(load(), "(before)")
-        command_rates(args, scratch, None)
+        results["command"] = command_rates(args, scratch, None)
+        save()
         return
     print(f"{len(images)} images, batch {BATCH}, {args.steps} timed steps a turn, {args.repeats} turns")
     print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
@@ -234,22 +249,31 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
     for run in loops.values():
         run(max(args.k) * 2)  # compile and warm up
     print(load(), "(before)")
-    results = rates(loops, args.steps, args.repeats)
+    rows = rates(loops, args.steps, args.repeats)
     print(load(), "(after)\n")
     header = f"{'loop':34} {'best/s':>7} {'median':>7} {'x seed':>7} {'100 epochs':>11} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
-    seed_rate = statistics.median(results["seed (PyTorch, as written)"])
-    for name, values in results.items():
+    seed_rate = statistics.median(rows["seed (PyTorch, as written)"])
+    results["loops"] = []
+    for name, values in rows.items():
         median = statistics.median(values)
         gflops = median * flops / 1e9
+        results["loops"].append(
+            dict(loop=name, best_steps_s=max(values), median_steps_s=median, x_seed=median / seed_rate)
+            | dict(full_job_minutes=FULL_JOB_STEPS / median / 60, gflops=gflops, pct_peak=100 * gflops / peak)
+        )
         print(
             f"{name:34} {max(values):7.0f} {median:7.0f} {median / seed_rate:7.2f} "
             f"{FULL_JOB_STEPS / median / 60:9.1f} m {gflops:8.2f} {100 * gflops / peak:6.1f}%"
         )
 
+    save()
     if args.cli_steps:
-        command_rates(args, scratch, statistics.median(results[f"jaxart train_steps (K={min(args.k)})"]))
+        results["command"] = command_rates(
+            args, scratch, statistics.median(rows[f"jaxart train_steps (K={min(args.k)})"])
+        )
+        save()
 
         cold, warm = [], []
         for turn in range(args.repeats):
@@ -258,6 +282,8 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
             warm.append(start_seconds(args.data, fresh))  # the cache the cold run filled
         print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(cold, 's')}; ")
         print(f"  warm (filled) {summary(warm, 's')}; {load()}")
+        results["start"] = dict(cold_s=statistics.median(cold), warm_s=statistics.median(warm))
+        save()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 optimisation step; the command's cold and warm start; each step's memory.
 
     python -m benchmarks.style_speed [--sizes 400 128] [--steps 20] [--k 10] [--cli-steps 12]
-        [--sections engine cli start memory]
+        [--sections engine cli start memory] [--json PATH]
 
 engine: the seed (on its GPU when there is one, synchronised before each clock read) and
   `train_steps` back to back, on the bundled examples with the same (randomly initialised,
@@ -16,6 +16,7 @@ start: wall seconds of `python -m jaxart.style --steps 1 --weights random --max-
 memory: XLA's plan of one compiled step (`memory_analysis()`: arguments + outputs - donated +
   scratch) beside `jaxart.style.memory`'s estimate, which the command refuses sizes by; and on
   a GPU torch's `max_memory_allocated` for the seed.
+--json PATH also writes each section's numbers there (seconds, MiB), as printed.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def cli_seconds_per_step(size: int, steps: int, workdir: Path) -> float:
     return (last_t - first_t) / (last_step - first_step)
 
 
-def engine_section(args, model, params, peak) -> dict[int, float]:
+def engine_section(args, model, params, peak, rows: list[dict]) -> dict[int, float]:
     header = f"{'size':>9} {'loop':28} {'s/step':>8} {'x seed':>7} {'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
@@ -123,11 +124,16 @@ def engine_section(args, model, params, peak) -> dict[int, float]:
         h, w = content.shape[:2]
         base = seed_seconds_per_step(model, size, args.steps)
         print(f"{w:>4}x{h:<4} {f'seed (PyTorch, {seed.device.type})':28} {base:8.3f} {1:7.2f}", flush=True)
+        rows.append(dict(size=f"{w}x{h}", loop=f"seed (PyTorch, {seed.device.type})", s_per_step=base, x_seed=1.0))
         for k in sorted({1, auto, *args.k}):
             t, flops = jaxart_seconds_per_step(params, content, style, args.steps, k)
             if k == auto:
                 engine[size] = t
             name = f"jaxart, {k} step{'s' if k > 1 else ''}/call{' (auto)' if k == auto else ''}"
+            rows.append(
+                dict(size=f"{w}x{h}", loop=name, s_per_step=t, x_seed=base / t, gflop_per_step=flops / 1e9)
+                | dict(gflops=flops / t / 1e9, pct_peak=100 * flops / t / 1e9 / peak)
+            )
             print(
                 f"{w:>4}x{h:<4} {name:28} {t:8.3f} {base / t:7.2f} {flops / 1e9:10.2f} "
                 f"{flops / t / 1e9:8.1f} {100 * flops / t / 1e9 / peak:6.1f}%",
@@ -136,7 +142,7 @@ def engine_section(args, model, params, peak) -> dict[int, float]:
     return engine
 
 
-def cli_section(args, params, engine: dict[int, float]) -> None:
+def cli_section(args, params, engine: dict[int, float], rows: list[dict]) -> None:
     print(f"\ncommand line vs engine (--steps-per-call auto = {steps_per_call(StyleConfig())} here), s/step:")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
@@ -146,13 +152,15 @@ def cli_section(args, params, engine: dict[int, float]) -> None:
                     params, content, style, args.steps, steps_per_call(StyleConfig())
                 )[0]
             command = cli_seconds_per_step(size, args.cli_steps, Path(tmp))
+            ratio = command / engine[size]
+            rows.append(dict(size=size, command_s_per_step=command, engine_s_per_step=engine[size], ratio=ratio))
             print(
-                f"  {size:>4} px: command {command:.3f}, engine {engine[size]:.3f}: {command / engine[size]:.2f}x",
+                f"  {size:>4} px: command {command:.3f}, engine {engine[size]:.3f}: {ratio:.2f}x",
                 flush=True,
             )
 
 
-def start_section() -> None:
+def start_section() -> dict[str, float]:
     argv = ["--steps", "1", "--weights", "random", "--max-size", "128"]
     with tempfile.TemporaryDirectory() as tmp:
         out = ["--output", str(Path(tmp) / "o.png")]
@@ -163,9 +171,10 @@ def start_section() -> None:
     print(f"\n`python -m jaxart.style {' '.join(argv)}`, wall seconds:")
     print(f"  cold (empty compile cache) {cold:.1f}; warm (cache filled: {len(files)} programs) {warm:.1f}; ")
     print(f"  warm caches but --no-compile-cache {off:.1f}")
+    return dict(cold_s=cold, warm_s=warm, no_compile_cache_s=off)
 
 
-def memory_section(args, params, model) -> None:
+def memory_section(args, params, model, rows: list[dict]) -> None:
     print("\nmemory of one step, MiB: XLA's plan (memory_analysis) | jaxart.style.memory's estimate")
     for size in args.sizes:
         content, _ = example_pair(size)
@@ -174,6 +183,9 @@ def memory_section(args, params, model) -> None:
             plan = sharding.planned_bytes(compile_step(shape, config))
             estimate = memory.estimate_bytes(shape, config, params)
             name = "remat" if config.remat else "plain"
+            rows.append(
+                dict(size=f"{shape[1]}x{shape[0]}", step=name, plan_mib=plan / 2**20, estimate_mib=estimate / 2**20)
+            )
             print(
                 f"  {shape[1]}x{shape[0]} {name}: {plan / 2**20:7.0f} | {estimate / 2**20:7.0f} ({estimate / plan:.2f}x)"
             )
@@ -185,9 +197,9 @@ def memory_section(args, params, model) -> None:
             content, style = seed.load_pair(EXAMPLES / "content.png", EXAMPLES / "style.png", max_size=size)
             seed.stylize(model, content, style, num_step=2)
             seed.synchronize()
-            print(
-                f"  seed at {size} px: torch max_memory_allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
-            )
+            peak_mib = torch.cuda.max_memory_allocated() / 2**20
+            rows.append(dict(size=size, step="seed", torch_max_allocated_mib=peak_mib))
+            print(f"  seed at {size} px: torch max_memory_allocated {peak_mib:.0f} MiB")
 
 
 def main() -> None:
@@ -203,24 +215,35 @@ def main() -> None:
         default=["engine", "cli", "start", "memory"],
         choices=["engine", "cli", "start", "memory"],
     )
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
 
     state_dict, params = random_vgg19()
     params = jax.device_put(params)
     model = seed.VGGnet(state_dict).to(seed.device).eval()
-    print(machine())
+    results: dict = dict(machine=machine(), steps=args.steps, engine=[], command_vs_engine=[], memory=[])
+    print(results["machine"])
     print(f"load average at the start: {open('/proc/loadavg').read().split()[:3]}")
+
+    def save() -> None:  # after each section, so a run stopped part-way still leaves its numbers
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
     engine: dict[int, float] = {}
     if "engine" in args.sections:
-        peak = matmul_peak_gflops()
+        peak = results["matmul_peak_gflops"] = matmul_peak_gflops()
         print(f"float32 matmul peak here: {peak:.1f} GFLOP/s; {args.steps} timed steps per loop\n")
-        engine = engine_section(args, model, params, peak)
+        engine = engine_section(args, model, params, peak, results["engine"])
+        save()
     if "cli" in args.sections:
-        cli_section(args, params, engine)
+        cli_section(args, params, engine, results["command_vs_engine"])
+        save()
     if "start" in args.sections:
-        start_section()
+        results["start"] = start_section()
+        save()
     if "memory" in args.sections:
-        memory_section(args, params, model)
+        memory_section(args, params, model, results["memory"])
+        save()
     print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
 
 

@@ -76,8 +76,10 @@ def enable_compile_cache() -> Path | None:
         return None  # an unwritable cache only costs time
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # The defaults skip programs that compile in under a second; most of ours take less on
-    # their own but add up to seconds per command.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    # their own but add up to seconds per command. Every one, however quick: the style targets
+    # run op by op (`jaxart.style.loop._targets`), ~90 programs of ~17 ms each, 1.5 s a start
+    # when compiled again (benchmarks/RESULTS.md, "Where a one-step run's seconds go").
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
 
