@@ -71,7 +71,7 @@ def text(text: str) -> str:
     path, which would mean the current folder), and without the NUL byte no system allows in a
     name. `jaxart.cli.ArgumentParser` parses every flag that declares no type with it."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a file or folder name, got an empty one")
+        raise argparse.ArgumentTypeError("expected a name, got an empty one")
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r} holds a NUL byte, which no file name can")
     return text

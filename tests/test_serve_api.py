@@ -27,8 +27,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 from test_fuzz import png_header_only
 
-from jaxart import images, weights
+from jaxart import cli, images, weights
 from jaxart.serve import ServeConfig, create_app, work
+from jaxart.serve import __main__ as serve_main
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +279,35 @@ def test_the_command_refuses_bad_flags_and_warns_when_listening_wider(tmp_path):
         server.send_signal(signal.SIGINT)
         server.wait(60)
     assert set(Path(tempfile.gettempdir()).glob("jaxart-serve-*")) == before  # the results folder is gone
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--port", "{busy}"], "cannot listen on 127.0.0.1 port {busy}: Address already in use"),
+        (["--host", "999.1.1.1"], "cannot listen on '999.1.1.1'"),
+        (["--host", " "], "--host: expected a name"),
+        (["--runs-dir", "{file}"], "is a file, not a folder"),
+        (["--weights", "{missing}"], "no such file or folder"),
+        (["--gan-data", "{missing}"], "unknown data"),
+    ],
+    ids=["port in use", "unknown host", "empty host", "runs folder a file", "no weights", "no GAN data"],
+)
+def test_the_command_refuses_what_it_could_not_serve(flags, words, tmp_path, capsys):
+    """Before the page is announced, in one line with status 2: nothing it serves would work."""
+    (tmp_path / "file").write_text("x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        names = {"busy": busy.getsockname()[1], "file": tmp_path / "file", "missing": tmp_path / "missing"}
+        argv = ["--runs-dir", str(tmp_path / "runs"), *(f.format(**names) for f in flags)]
+        try:
+            status = cli.run(serve_main.main, argv)
+        except SystemExit as e:  # argparse's usage errors
+            status = e.code
+    out, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1 and words.format(**names) in err, err
+    assert "page is at" not in out and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_uploads_keep_the_pixels_by_jaxart_rules(client, tmp_path):

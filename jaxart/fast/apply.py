@@ -93,7 +93,7 @@ class ApplyConfig:
         "with --content-frames: where the optical flow is trusted, this share of each frame is the "
         "previous (steadied) output carried along the flow, the rest the network's own (jaxart.flow."
         "steady); 0 = off",
-        options.fraction,
+        options.unit_interval,
     )
 
     def __post_init__(self):
@@ -157,16 +157,23 @@ def centre_square(image: Image.Image, size: int) -> np.ndarray:
     return images.to_array(square.resize((size, size), Image.Resampling.LANCZOS))
 
 
+# Jitted once per predictor module (a static, hashable argument), so a server asking for one
+# painting after another reuses the compiled program.
+@functools.partial(jax.jit, static_argnames="predictor")
+def _predict(predictor: nn.Module, params: Any, pictures: jax.Array) -> jax.Array:
+    return cast(jax.Array, predictor.apply({"params": params}, pictures))
+
+
 def style_vectors(network: ArbitraryNetwork, pictures: jax.Array) -> jax.Array:
     """The style predictor's vectors of (B, H, W, 3) pictures, each taken whole (as a square of
     STYLE_IMAGE_SIZE when it is one; any size works)."""
-    return cast(jax.Array, network.predictor.apply({"params": network.predictor_params}, pictures))
+    return _predict(network.predictor, network.predictor_params, pictures)
 
 
 def arbitrary_styler(network: ArbitraryNetwork, painting: str | os.PathLike) -> Styler:
     """The arbitrary pair conditioned on `painting`'s style vector (its centred square at 256 px)."""
     square = centre_square(images.open_rgb(painting), STYLE_IMAGE_SIZE)
-    vector = np.asarray(jax.jit(network.predictor.apply)({"params": network.predictor_params}, square[None]))[0]
+    vector = np.asarray(style_vectors(network, jnp.asarray(square[None])))[0]
 
     def own(pictures: jax.Array) -> jax.Array:
         squares = jax.vmap(_resized_square)(pictures)
@@ -282,16 +289,18 @@ def run(
     step = functools.partial(_compiled(styler, mesh, original_colors), styler.params)
     steady = steadier(inputs, outputs, max_size, temporal_blend) if temporal_blend else None
     written = 0
-    pending: list[tuple[jax.Array, list[Path]]] = []  # the batch before's dispatched calls and outputs
+    # The batch before's dispatched calls, with their outputs and the pictures they were given.
+    pending: list[tuple[jax.Array, list[Path], list[np.ndarray]]] = []
     for batch in _batches(shapes, batch_size, mesh.size):
         loaded = [load_picture(todo[i][0], max_size) for i in batch]
         if same_size and len({p.shape for p in loaded}) > 1:
             raise InputError("frames of one video must share one size")
         # Dispatched before the previous batch is written, so writing overlaps computing.
-        calls: list[tuple[jax.Array, list[Path]]] = [
+        calls: list[tuple[jax.Array, list[Path], list[np.ndarray]]] = [
             (
                 step(_padded(np.stack([loaded[k] for k in group]), mesh.size), jnp.float32(strength)),
                 [todo[batch[k]][1] for k in group],
+                [loaded[k] for k in group],
             )
             for group in _by_shape(loaded)
         ]
@@ -303,21 +312,26 @@ def run(
     return written
 
 
-def steadier(
-    frames: Sequence[Path], outputs: Sequence[Path], max_size: int | None, blend: float
-) -> Callable[[Path, np.ndarray], np.ndarray]:
-    """steady(output path, the network's picture for that frame) -> the picture to write: from
-    the second frame on, `flow.steady` with the previous frame's output as written (read back,
-    so a resumed video writes the very bits an uninterrupted one does) and the motion between
-    the two input frames. The frames' outputs must be written in order."""
-    index = {path: i for i, path in enumerate(outputs)}
+Steady = Callable[[Path, np.ndarray, np.ndarray], np.ndarray]
 
-    def steady(path: Path, picture: np.ndarray) -> np.ndarray:
+
+def steadier(frames: Sequence[Path], outputs: Sequence[Path], max_size: int | None, blend: float) -> Steady:
+    """steady(output path, its frame as read, the network's picture for it) -> the picture to
+    write: from the second frame on, `flow.steady` with the previous frame's output as written
+    (read back, so a resumed video writes the very bits an uninterrupted one does) and the
+    motion between the two input frames. The frames' outputs must be written in order."""
+    index = {path: i for i, path in enumerate(outputs)}
+    seen: dict[int, np.ndarray] = {}  # the last frame as read: read again only after a skipped one
+
+    def steady(path: Path, frame: np.ndarray, picture: np.ndarray) -> np.ndarray:
         i = index[path]
+        before = seen.pop(i - 1, None)
+        seen[i] = frame
         if i == 0:
             return picture
-        move = flow.motion(load_picture(frames[i - 1], max_size), load_picture(frames[i], max_size))
-        return flow.steady(picture, images.load_image(outputs[i - 1]), move, blend)
+        if before is None:
+            before = load_picture(frames[i - 1], max_size)
+        return flow.steady(picture, images.load_image(outputs[i - 1]), flow.motion(before, frame), blend)
 
     return steady
 
@@ -329,13 +343,11 @@ def _by_shape(pictures: Sequence[np.ndarray]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _write(
-    calls: Sequence[tuple[jax.Array, list[Path]]], steady: Callable[[Path, np.ndarray], np.ndarray] | None = None
-) -> int:
-    for result, paths in calls:
-        for picture, path in zip(np.asarray(result), paths):
-            images.save_image(path, picture if steady is None else steady(path, picture))
-    return sum(len(paths) for _, paths in calls)
+def _write(calls: Sequence[tuple[jax.Array, list[Path], list[np.ndarray]]], steady: Steady | None = None) -> int:
+    for result, paths, frames in calls:
+        for picture, path, frame in zip(np.asarray(result), paths, frames):
+            images.save_image(path, picture if steady is None else steady(path, frame, picture))
+    return sum(len(paths) for _, paths, _ in calls)
 
 
 def _shape_after(path: Path, max_size: int | None) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from jaxart import images
 from jaxart.cache import packaged
 from jaxart.errors import InputError
+from jaxart.fast import apply
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.serve import runs, work
 from jaxart.serve.config import ServeConfig
@@ -235,7 +236,11 @@ def _fast_network(server: Server, style: Any) -> tuple[Any, Any, np.ndarray]:
     painting = (
         server.uploads.get(str(style["upload"])).path if "upload" in style else _example_path(style.get("example"))
     )
-    return network.transformer, network.transformer_params, work.arbitrary_condition(network, painting)
+    return (
+        network.transformer,
+        network.transformer_params,
+        np.asarray(apply.arbitrary_styler(network, painting).condition),
+    )
 
 
 def _example_path(name: Any) -> Path:

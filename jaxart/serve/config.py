@@ -13,7 +13,9 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @dataclasses.dataclass(frozen=True)
 class ServeConfig:
     host: str = options.option(
-        "127.0.0.1", "address to listen on: this machine only by default (anything wider is warned about)", str
+        "127.0.0.1",
+        "address to listen on: this machine only by default (anything wider is warned about)",
+        options.text,
     )
     port: int = options.option(8000, "port to listen on (0: any free one)", options.non_negative_int)
     runs_dir: str = options.option(
@@ -23,9 +25,13 @@ class ServeConfig:
         options.text,
     )
     weights: str | None = options.option(
-        None, "VGG19 weights of the optimisation (as jaxart.style's --weights; default: the first that works)", str
+        None,
+        "VGG19 weights of the optimisation (as jaxart.style's --weights; default: the first that works)",
+        options.text,
     )
-    gan_data: str = options.option("mnist", "the data of GAN runs started from the page (as jaxart.gan's --data)", str)
+    gan_data: str = options.option(
+        "mnist", "the data of GAN runs started from the page (as jaxart.gan's --data)", options.text
+    )
     max_upload_bytes: int = options.option(20_000_000, "largest upload accepted, in bytes", options.positive_int)
     max_upload_pixels: int = options.option(
         40_000_000,

@@ -21,7 +21,6 @@ from PIL import Image
 
 from jaxart import images
 from jaxart.fast import apply
-from jaxart.fast.pretrained import ArbitraryNetwork
 from jaxart.gan import loop as gan_loop
 from jaxart.gan.config import GANConfig, RunConfig
 from jaxart.serve.jobs import Job
@@ -52,17 +51,6 @@ def _network(
     original_colors: bool,
 ) -> jax.Array:
     return apply.stylize(apply.Styler(module, params, condition), pictures, strength, original_colors)
-
-
-@functools.partial(jax.jit, static_argnames=("predictor",))
-def _style_vector(predictor: nn.Module, params: Any, square: jax.Array) -> jax.Array:
-    return predictor.apply({"params": params}, square[None])[0]
-
-
-def arbitrary_condition(network: ArbitraryNetwork, painting: Path) -> np.ndarray:
-    """The arbitrary pair's style vector for a painting (its centred square, as `jaxart.fast`'s)."""
-    square = apply.centre_square(images.open_rgb(painting), apply.STYLE_IMAGE_SIZE)
-    return np.asarray(_style_vector(network.predictor, network.predictor_params, square))
 
 
 def fast(

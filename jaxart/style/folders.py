@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,26 @@ def frame_start(
     return init, Temporal(warped, move.visible) if config.temporal_weight > 0 else None
 
 
+def _frame_starts(
+    frames: Sequence[np.ndarray],
+    previous_output: Callable[[int], np.ndarray],
+    config: StyleConfig,
+    warm_start: bool,
+    flow_init: bool,
+    done: Callable[[int], bool] = lambda k: False,
+) -> Iterator[tuple[int, np.ndarray | None, Temporal | None, flow.Motion | None]]:
+    """(k, init, temporal, motion from frame k-1) of each frame not `done`, in order, lazily:
+    `previous_output(k - 1)` is read only once frame k - 1's output exists."""
+    for k, frame in enumerate(frames):
+        if done(k):
+            continue
+        if k == 0:
+            yield k, None, None, None
+            continue
+        move = flow.motion(frames[k - 1], frame)
+        yield k, *frame_start(previous_output(k - 1), move, config, warm_start, flow_init), move
+
+
 def stylize_video(
     frames: Sequence[np.ndarray],
     style: np.ndarray | Sequence[np.ndarray],
@@ -199,11 +219,11 @@ def stylize_video(
     """Gatys style transfer of a video's (H, W, 3) RGB frames in [0, 1], in memory, one after
     the other (see the module's rules, and `frame_start`): (each frame's output, the motion
     between each pair of input frames), for `flow.temporal_error`."""
-    motions = [flow.motion(a, b) for a, b in zip(frames[:-1], frames[1:])]
-    outputs = [loop.stylize(frames[0], style, params, config, mesh=mesh)[0]]
-    for frame, move in zip(frames[1:], motions):
-        init, temporal = frame_start(outputs[-1], move, config, warm_start, flow_init)
-        outputs.append(loop.stylize(frame, style, params, config, mesh=mesh, init=init, temporal=temporal)[0])
+    outputs: list[np.ndarray] = []
+    motions: list[flow.Motion] = []
+    for k, init, temporal, move in _frame_starts(frames, outputs.__getitem__, config, warm_start, flow_init):
+        outputs.append(loop.stylize(frames[k], style, params, config, mesh=mesh, init=init, temporal=temporal)[0])
+        motions += [move] if move is not None else []
     return outputs, motions
 
 
@@ -231,15 +251,16 @@ def run_frames(
         raise InputError("frames of one video must share one size")
     inputs = driver.load_inputs(str(frame_files[0]), style_files, config)
     seconds, ran, losses = 0.0, 0, []
-    for k, (frame, path) in enumerate(zip(frames, outputs)):
-        if path.exists():
-            continue
-        init = temporal = None
-        if k > 0:
-            previous = images.load_image(outputs[k - 1], shape=frame.shape[:2])
-            init, temporal = frame_start(previous, flow.motion(frames[k - 1], frame), config, warm_start, flow_init)
+    pair_errors: dict[int, float] = {}  # each pair's temporal error, of the frames run here
+
+    def previous(k: int) -> np.ndarray:
+        return images.load_image(outputs[k], shape=frames[k].shape[:2])
+
+    for k, init, temporal, move in _frame_starts(
+        frames, previous, config, warm_start, flow_init, done=lambda k: outputs[k].exists()
+    ):
         calls = loop.iterate(
-            frame[None],
+            frames[k][None],
             [inputs.styles],
             params,
             config,
@@ -248,15 +269,20 @@ def run_frames(
             temporal=None if temporal is None else Temporal(*(x[None] for x in temporal)),
         )
         run = driver.optimise(calls, config, f"frame {k + 1}/{len(frames)}")
-        images.save_image(path, loop.result_images(run.state, frame[None], config)[0], config.bit_depth)
+        images.save_image(outputs[k], loop.result_images(run.state, frames[k][None], config)[0], config.bit_depth)
+        if move is not None:
+            pair_errors[k] = flow.pair_error(previous(k - 1), previous(k), move)
         seconds, ran = seconds + run.seconds, ran + 1
         losses.append([float(run.history[name][0, -1]) for name in ("content_loss", "style_loss")])
-    results = [images.load_image(path) for path in outputs]
     steadiness = ""
     if len(frames) > 1:
-        # Motions one pair at a time (a video's every flow at once would not fit in memory).
+        results = [images.load_image(path) for path in outputs]
+        # Motions one pair at a time, and only for frames skipped here (a video's every flow at
+        # once would not fit in memory).
         pairs = [
-            flow.pair_error(results[k - 1], results[k], flow.motion(frames[k - 1], frames[k]))
+            pair_errors[k]
+            if k in pair_errors
+            else flow.pair_error(results[k - 1], results[k], flow.motion(frames[k - 1], frames[k]))
             for k in range(1, len(frames))
         ]
         steadiness = (

@@ -447,6 +447,18 @@ def load(source: str | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
     return params
 
 
+def check_source(source: str | None) -> None:
+    """Raises WeightsError, reading nothing, for a `source` `load` could never read: no source's
+    name, and no such file or folder."""
+    if source in (None, RANDOM, CAFFE, TORCHVISION):
+        return
+    name = source[len(CAFFE) + 1 :] if source.startswith(f"{CAFFE}:") else source
+    if not Path(name).expanduser().exists():
+        raise WeightsError(
+            f"{option('weights')} {source!r}: no such file or folder, nor one of {CAFFE}, {TORCHVISION}, {RANDOM}"
+        )
+
+
 def _default() -> tuple[dict, str]:
     for kind, what in ((TORCHVISION, "torchvision's VGG19"), (CAFFE, "the original VGG19 (Caffe)")):
         params = _cached(kind)
