@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -253,6 +254,8 @@ def run_frames(
     seconds, ran, losses = 0.0, 0, []
     pair_errors: dict[int, float] = {}  # each pair's temporal error, of the frames run here
 
+    # Frame k's output as written, read once: for its pair's error, then for frame k + 1's start.
+    @functools.lru_cache(maxsize=2)
     def previous(k: int) -> np.ndarray:
         return images.load_image(outputs[k], shape=frames[k].shape[:2])
 

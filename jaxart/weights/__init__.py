@@ -439,12 +439,18 @@ def load(source: str | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
     if source == TORCHVISION:
         return _torchvision()[0]
     if source is not None:
-        preprocessing, name = (CAFFE, source[len(CAFFE) + 1 :]) if source.startswith(f"{CAFFE}:") else (None, source)
-        path = Path(name).expanduser()
+        preprocessing, path = _file_source(source)
         return load_converted(path) if path.is_dir() else load_file(path, preprocessing)
     params, note = _default()
     print(f"VGG19 weights: {note}", file=sys.stderr)
     return params
+
+
+def _file_source(source: str) -> tuple[str | None, Path]:
+    """A source that names a file or folder -> (its preprocessing if "caffe:FILE" gives it, the path)."""
+    if source.startswith(f"{CAFFE}:"):
+        return CAFFE, Path(source[len(CAFFE) + 1 :]).expanduser()
+    return None, Path(source).expanduser()
 
 
 def check_source(source: str | None) -> None:
@@ -452,8 +458,7 @@ def check_source(source: str | None) -> None:
     name, and no such file or folder."""
     if source in (None, RANDOM, CAFFE, TORCHVISION):
         return
-    name = source[len(CAFFE) + 1 :] if source.startswith(f"{CAFFE}:") else source
-    if not Path(name).expanduser().exists():
+    if not _file_source(source)[1].exists():
         raise WeightsError(
             f"{option('weights')} {source!r}: no such file or folder, nor one of {CAFFE}, {TORCHVISION}, {RANDOM}"
         )
