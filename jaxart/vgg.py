@@ -94,11 +94,45 @@ def _conv_init(key: jax.Array, in_ch: int, out_ch: int) -> dict[str, jax.Array]:
     }
 
 
+def _same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def _conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 3x3 'same' convolution whose input gradient is a convolution by an HWIO kernel made
+    beforehand: the flipped kernel, its in and out channels swapped, held apart by an
+    optimisation barrier.
+
+    JAX's own transpose rule convolves by the kernel as it is, its layout in the convolution's
+    dimension labels ("01oi"). At a program's top level XLA CPU lays that kernel out afresh and
+    calls its convolution library; inside a `while_loop` or `cond` it did not, and ran that
+    convolution in its generic emitter: a 256 px VGG19 value and gradient took 1.6 s inside a
+    loop or branch against 0.35 s outside, and L-BFGS's line searches evaluate inside loops
+    (benchmarks/RESULTS.md, "L-BFGS at the speed of one evaluation"). The kernel's gradient
+    stays JAX's own.
+    """
+    return _same(x, kernel)
+
+
+def _conv_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _same(x, kernel), (x, kernel)
+
+
+def _conv_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    (kernel_grad,) = jax.vjp(lambda k: _same(x, k), kernel)[1](g)
+    return _same(g, flipped), kernel_grad
+
+
+_conv_same.defvjp(_conv_forward, _conv_backward)
+
+
 def _conv(p: dict[str, jax.Array], x: jax.Array, dtype: Any) -> jax.Array:
     """3x3 'same' convolution + bias in `dtype`, exactly as `nn.Conv` computes it."""
     x, kernel, bias = nn.dtypes.promote_dtype(x, p["kernel"], p["bias"], dtype=dtype)
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
+    return _conv_same(x, kernel) + bias
 
 
 def torchvision_input() -> dict[str, jax.Array]:

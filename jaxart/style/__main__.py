@@ -42,7 +42,7 @@ def parser() -> cli.ArgumentParser:
         help="defaults to start from: auto (quick on a CPU, fast on a GPU or TPU), seed (the "
         "tutorial's: 2,000 Adam steps at 400 px), gatys (Gatys et al. 2016: content relu4_2, style "
         "relu1_1..relu5_1, average pooling), fast (L-BFGS with the zoom line search, 100 iterations "
-        "at 400 px) or quick (the same, 45 iterations at 256 px: about 2 minutes on a 2-core CPU); the "
+        "at 400 px) or quick (the same, 45 iterations at 256 px: under a minute on a 2-core CPU); the "
         "weights' own loss weights win over it, and options given explicitly over both. A style weight "
         "not given is stated for 400 px and scaled by (400 / --max-size)^2, except with seed",
     )

