@@ -275,8 +275,8 @@ class StyleConfig:
     )
     steps_per_call: int | None = options.option(
         None,
-        "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where XLA "
-        "runs a loop body slower, 20 on GPU/TPU; calls always end at --save-every stops; results do "
+        "optimisation steps per compiled call (lax.scan), or auto (the default): 1 on CPU, where "
+        "more per call buys nothing, 20 on GPU/TPU; calls always end at --save-every stops; results do "
         "not depend on it",
         _steps_per_call_arg,
     )

@@ -327,8 +327,9 @@ def result_image(
 
 
 def steps_per_call(config: StyleConfig) -> int:
-    """Steps per compiled call: the config's, or when it is None ("auto") 1 on CPU, where XLA
-    runs convolutions inside a loop body 2-3x slower (benchmarks/RESULTS.md), and
+    """Steps per compiled call: the config's, or when it is None ("auto") 1 on CPU, where a
+    step takes ~0.4 s and more per call would buy nothing (10 per call measure the same since
+    `jaxart.vgg`'s convolution VJP; 3.5x slower before it: benchmarks/RESULTS.md), and
     ACCELERATOR_STEPS_PER_CALL on GPU/TPU, where dispatching each step would cost more than it."""
     if config.steps_per_call is not None:
         return config.steps_per_call
