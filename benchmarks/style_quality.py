@@ -13,7 +13,9 @@ included) to the end of the first compiled call whose step, at the final level, 
 below the bar. Pyramid runs start at `--pyramid` px; coarse levels' losses are not compared.
 
 `--pastiche` runs pastiche (PyTorch, L-BFGS `max_iter=1, lr=1`: one evaluation per step, no line
-search) and jaxart's L-BFGS (both step rules) on one objective: pastiche's default layers and
+search) and jaxart's L-BFGS (`--methods`, default all: backtracking and zoom from the content, as
+pastiche starts, and `fast`, `--preset fast`'s step rule and start; `pastiche-recolored`, pastiche
+from that start) on one objective: pastiche's default layers and
 weights written as a jaxart config (content relu4_2 x 0.01; style relu{1..5}_1, each x
 10 / (C * H * W) on jaxart's Gram normalisation, which is pastiche's 10 / C^2 on Gram / (H * W)),
 so both minimise the same function of the picture. The yardstick is jaxart's loss of pastiche's
@@ -41,6 +43,7 @@ from benchmarks.common import EXAMPLES, machine
 from jaxart import backend, images, vgg, weights
 from jaxart.style import (
     StyleConfig,
+    colors,
     compute_targets,
     init_state,
     iterate,
@@ -50,6 +53,7 @@ from jaxart.style import (
     stylize,
     train_steps,
 )
+from jaxart.style.config import PRESETS
 
 
 def example_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +127,7 @@ def quality(args, params, defaults) -> None:
     methods = [
         ("Adam + pyramid", dict(steps=args.adam_budget, pyramid=args.pyramid)),
         ("L-BFGS zoom", dict(steps=args.lbfgs_budget, optimizer="lbfgs")),
+        ("L-BFGS zoom recolored", dict(steps=args.lbfgs_budget, optimizer="lbfgs", init="recolored")),
         ("L-BFGS backtracking", dict(steps=args.lbfgs_budget, optimizer="lbfgs", lbfgs_step="backtracking")),
         (
             "L-BFGS bt + pyramid",
@@ -170,20 +175,29 @@ def pastiche_config(shape: tuple[int, int], steps: int, **options) -> StyleConfi
     )
 
 
-def run_pastiche(content: np.ndarray, style: np.ndarray, steps: int, folder: Path):
-    """pastiche's own loop on these exact pictures: [(seconds, steps done, its loss)], its last
-    iterate as RGB in [0, 1] (unclamped)."""
+def run_pastiche(content: np.ndarray, style: np.ndarray, steps: int, folder: Path, init: np.ndarray | None = None):
+    """pastiche's own loop on these exact pictures, from the content or from `init` (which it
+    reads as an 8-bit file): [(seconds, steps done, its loss)], its last iterate as RGB in [0, 1]
+    (unclamped)."""
     import torch
     from pastiche.pastiche import VGG_MEAN, PasticheArtist
 
     paths = []
-    for name, picture in (("content", content), ("style", style)):
-        paths.append(folder / f"{name}.png")
-        Image.fromarray(np.asarray(np.round(picture * 255), np.uint8)).save(paths[-1])
+    for name, picture in (("content", content), ("style", style), ("init", init)):
+        if picture is not None:
+            paths.append(folder / f"{name}.png")
+            Image.fromarray(np.asarray(np.round(picture * 255), np.uint8)).save(paths[-1])
     h, w = content.shape[:2]
     torch.manual_seed(0)
     start = time.perf_counter()
-    artist = PasticheArtist(str(paths[0]), [str(paths[1])], device="cpu", size=(h, w), style_size=(h, w))
+    artist = PasticheArtist(
+        str(paths[0]),
+        [str(paths[1])],
+        device="cpu",
+        size=(h, w),
+        style_size=(h, w),
+        init=None if init is None else str(paths[2]),
+    )
     points = [(time.perf_counter() - start, 0, artist.loss)]
     for step in range(1, steps + 1):
         artist.draw()  # the closure's loss is that of the iterate before this step
@@ -212,17 +226,33 @@ def compare_pastiche(args, params) -> None:
     )
     rows = [("pastiche (torch)", points)]
     pictures = [("pastiche", np.clip(last, 0, 1))]
-    for rule in ("backtracking", "zoom"):
-        jconfig = dataclasses.replace(config, optimizer="lbfgs", lbfgs_step=rule)
+    fast = {"lbfgs_step": PRESETS["fast"]["lbfgs_step"], "init": PRESETS["fast"]["init"]}
+    methods = {"backtracking": {"lbfgs_step": "backtracking"}, "zoom": {"lbfgs_step": "zoom"}, "fast": fast}
+    chosen = args.methods.split(",") if args.methods else [*methods, "pastiche-recolored"]
+    if "pastiche-recolored" in chosen:  # pastiche from fast's start: what the start alone is worth
+        chosen.remove("pastiche-recolored")
+        with tempfile.TemporaryDirectory() as folder:
+            start = colors.recolor(content, [style])
+            rows.append(
+                ("pastiche from recolored", run_pastiche(content, style, args.pastiche_steps, Path(folder), start)[0])
+            )
+        print(f"  pastiche from recolored: {rows[-1][1][-1]} (load {load_average()})", flush=True)
+    for name in chosen:
+        jconfig = dataclasses.replace(config, optimizer="lbfgs", **methods[name])
         jpoints, picture = trace(content, style, params, jconfig, target)
-        rows.append((f"jaxart L-BFGS {rule}", jpoints))
-        pictures.append((f"jaxart {rule}", picture))
-        print(f"  jaxart {rule}: {jpoints[-1]} (load {load_average()})", flush=True)
+        label = (
+            f"jaxart L-BFGS {name}"
+            if name != "fast"
+            else f"jaxart --preset fast ({fast['lbfgs_step']}, {fast['init']})"
+        )
+        rows.append((label, jpoints))
+        pictures.append((f"jaxart {name}", picture))
+        print(f"  {label}: {jpoints[-1]} (load {load_average()})", flush=True)
     print(f"\nseconds to pastiche's loss after {args.pastiche_steps} steps ({target:.6g}), compilation excluded")
     for name, pts in rows:
         hit = reached(pts, target)
         told = f"{hit[0]:.1f} s at step {hit[1]}" if hit else f"not reached in {pts[-1][0]:.1f} s ({pts[-1][2]:.6g})"
-        print(f"  {name:28} {told}")
+        print(f"  {name:40} {told}")
     if args.sheet:
         contact_sheet(pictures, args.sheet)
 
@@ -252,7 +282,11 @@ def main() -> None:
     parser.add_argument("--lbfgs-budget", type=int, default=300, help="L-BFGS iterations at most")
     parser.add_argument("--pyramid", type=int, default=128, help="longest side of the pyramid's first level")
     parser.add_argument("--bar", type=float, default=None, help="the bar, from an earlier run (skips the seed loop)")
-    parser.add_argument("--methods", default=None, help="comma-separated method names to run (default: all)")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated method names to run (default: all; --pastiche: backtracking,zoom,fast,pastiche-recolored)",
+    )
     parser.add_argument("--bf16", action="store_true", help="also bfloat16 convolutions (slow on CPUs)")
     parser.add_argument("--pastiche", action="store_true", help="pastiche against jaxart's L-BFGS")
     parser.add_argument("--pastiche-steps", type=int, default=100)

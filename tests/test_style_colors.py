@@ -15,9 +15,10 @@ from conftest import EXAMPLES, SHALLOW, run_style
 
 from jaxart import images, vgg
 from jaxart.errors import ConfigError
-from jaxart.style.colors import RIDGE, luminance, match_color, match_luminance
+from jaxart.style.colors import RIDGE, luminance, match_color, match_luminance, recolor
 from jaxart.style.config import StyleConfig
 from jaxart.style.loop import color_inputs, iterate, stylize
+from jaxart.style.transfer import initial_image
 
 STEPWISE = {**SHALLOW, "steps_per_call": 1}  # one compiled call per step, on any backend
 
@@ -105,6 +106,36 @@ def test_flat_pictures_give_flat_pictures_not_nan(rng):
     assert np.isfinite(match_luminance(picture, flat)).all()
 
 
+def test_recolor_gives_the_content_the_mean_and_covariance_of_all_the_styles_pixels(rng):
+    content = rng.random((30, 40, 3)).astype(np.float32)
+    styles = [correlated(rng, (20, 25), [0.4, 0.45, 0.55], 0.03), correlated(rng, (10, 12), [0.55, 0.5, 0.4], 0.02)]
+    recolored = recolor(content, styles)
+    assert recolored.dtype == np.float32 and recolored.shape == content.shape
+    assert ((recolored > 0) & (recolored < 1)).all()  # nothing clipped: the statistics are the affine map's
+    pooled = np.concatenate([s.reshape(-1, 1, 3) for s in styles])  # a picture of every style's pixels
+    np.testing.assert_allclose(recolored, ref_match_color(content, pooled), atol=2e-6)
+    r, p = (x.reshape(-1, 3).astype(np.float64) for x in (recolored, pooled))
+    np.testing.assert_allclose(r.mean(axis=0), p.mean(axis=0), atol=1e-6)
+    cov_p = np.cov(p.T, bias=True)
+    # The ridge shrinks each variance by ~RIDGE / (the content's, ~1/12): 1.2e-4 of it.
+    np.testing.assert_allclose(np.cov(r.T, bias=True), cov_p, atol=1e-3 * np.abs(cov_p).max())
+    # The styles count by their pixels: the big one's colours weigh more.
+    assert (
+        np.abs(r.mean(axis=0) - styles[0].reshape(-1, 3).mean(axis=0)).max()
+        < np.abs(r.mean(axis=0) - styles[1].reshape(-1, 3).mean(axis=0)).max()
+    )
+
+
+def test_a_recolored_start_needs_styles(rng):
+    content = rng.random((8, 8, 3)).astype(np.float32)
+    with pytest.raises(ConfigError, match="`init` recolored takes its colours from style images"):
+        initial_image(content, StyleConfig(init="recolored"))
+    style = rng.random((5, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        initial_image(content, StyleConfig(init="recolored"), [style]), recolor(content, [style])
+    )
+
+
 def test_luminance_and_its_matching_equal_the_formulas(rng):
     content, style = (rng.random((12, 10, 3)).astype(np.float32) for _ in range(2))
     grey = luminance(content)
@@ -187,6 +218,29 @@ def test_luminance_only_starts_from_grey(init, params, pair, tmp_path):
     assert np.abs(ref_ycbcr(np.asarray(vgg.denormalize(image)))[..., 1:] - 0.5).max() < 0.01
 
 
+def _start(content: np.ndarray, style: np.ndarray, params, **options) -> np.ndarray:
+    """The RGB image a run starts from: its first image after one Adam step of 1e-6 (normalised)."""
+    config = StyleConfig(**STEPWISE, steps=1, lr=1e-6, init="recolored", **options)
+    [image] = [np.asarray(s.image[0]) for _, s, _ in iterate(content[None], [style], params, config)]
+    return np.asarray(vgg.denormalize(image))
+
+
+def test_a_recolored_start_takes_the_colours_of_the_styles_the_run_sees(params, pair):
+    content, style = pair
+    np.testing.assert_allclose(_start(content, style, params), recolor(content, [style]), atol=1e-5)
+    # From the style in the content's colours, not from the style's own.
+    matched = _start(content, style, params, color_transfer="histogram")
+    np.testing.assert_allclose(matched, recolor(content, [match_color(style, content)]), atol=1e-5)
+    assert np.abs(matched - recolor(content, [style])).max() > 0.1
+    # Grey pictures: the content's luminance, its mean and deviation the matched style's (its own).
+    grey = _start(content, style, params, luminance_only=True)
+    expected = recolor(luminance(content), [ref_match_luminance(style, content).astype(np.float32)])
+    np.testing.assert_allclose(grey, expected, atol=1e-5)
+    assert np.abs(ref_ycbcr(grey)[..., 1:] - 0.5).max() < 1e-5
+    _, history = stylize(content, style, params, StyleConfig(**STEPWISE, steps=1, init="recolored"))
+    assert history["content_loss"][0] > 0  # it did not start from the content
+
+
 # --- the command line -----------------------------------------------------------------------------
 
 
@@ -208,3 +262,13 @@ def test_command_line(flags, capsys, tmp_path):
         assert chroma_error < 1e-4
     else:
         assert chroma_error > 1e-2  # a histogram-matched style still brings its own colour patterns
+
+
+def test_command_line_recolored_start(capsys, tmp_path):
+    out = tmp_path / "out.tif"
+    flags = ["--init", "recolored", "--optimizer", "adam", "--lr", "1e-6", "--steps", 1, "--output", out]
+    code, _, err = run_style(capsys, [*CLI_BASE, *flags])
+    assert code == 0, err
+    content = images.load_image(EXAMPLES / "content.png", max_size=32)
+    style = images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
+    np.testing.assert_allclose(tifffile.imread(out) / 65535.0, recolor(content, [style]), atol=1e-4)

@@ -40,6 +40,8 @@ def test_the_default_preset_is_quick_on_a_cpu_and_fast_elsewhere():
     assert resolve_preset("seed", "cpu") == "seed"
     config, _ = driver.config_from_args(parse_args([]))
     assert (config.optimizer, config.lbfgs_step, config.max_size, config.steps) == ("lbfgs", "zoom", 256, 45)
+    assert config.init == "recolored"
+    assert driver.config_from_args(parse_args(["--init", "content"]))[0].init == "content"
 
 
 def test_a_style_weight_not_given_follows_the_size_except_in_the_seed_preset():

@@ -21,6 +21,7 @@ from jaxart.style.config import (
     AUTO,
     COLOR_TRANSFERS,
     DTYPES,
+    INITS,
     LBFGS_STEPS,
     OPTIMIZERS,
     POOLINGS,
@@ -42,7 +43,7 @@ def parser() -> cli.ArgumentParser:
         help="defaults to start from: auto (quick on a CPU, fast on a GPU or TPU), seed (the "
         "tutorial's: 2,000 Adam steps at 400 px), gatys (Gatys et al. 2016: content relu4_2, style "
         "relu1_1..relu5_1, average pooling), fast (L-BFGS with the zoom line search, 100 iterations "
-        "at 400 px) or quick (the same, 45 iterations at 256 px: under a minute on a 2-core CPU); the "
+        "at 400 px, from --init recolored) or quick (the same, 45 iterations at 256 px: under a minute on a 2-core CPU); the "
         "weights' own loss weights win over it, and options given explicitly over both. A style weight "
         "not given is stated for 400 px and scaled by (400 / --max-size)^2, except with seed",
     )
@@ -200,7 +201,7 @@ def _is_folder(content: Sequence[str]) -> bool:
 
 def _other_inputs(args: argparse.Namespace, config: StyleConfig) -> list[str]:
     """The input files besides the contents: the styles and an --init image."""
-    return [*args.style, *([config.init] if config.init not in ("content", "noise") else [])]
+    return [*args.style, *([config.init] if config.init not in INITS else [])]
 
 
 def _mask_files(args: argparse.Namespace) -> dict[str, str]:

@@ -8,12 +8,16 @@ in ITU-R BT.601 YCbCr, full range (as JPEG/JFIF uses):
   * `luminance`, `match_luminance` (`luminance_only`): the run sees grey pictures, the content's
     luminance and the style's (its mean and deviation the content's); `keep_colors` then puts
     the content's chrominance back.
+  * `recolor` (`init` recolored): the other way round, a starting image, the content in the
+    styles' colours. The optimisation then need not move the colours there itself.
 
 The statistics are matched in NumPy float64: once per run, on the host, where float32's
 eigendecomposition of a near-singular covariance would lose digits.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +100,13 @@ def match_color(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     (`match_statistics`: Gatys et al. 2017's colour histogram matching), clipped to [0, 1], in
     the style's dtype."""
     return np.clip(match_statistics(style, content), 0.0, 1.0).astype(style.dtype)
+
+
+def recolor(content: np.ndarray, styles: Sequence[np.ndarray]) -> np.ndarray:
+    """The (H, W, 3) RGB content in [0, 1] with the RGB mean and covariance of the styles' pixels
+    taken together (`match_statistics`), clipped to [0, 1], in the content's dtype."""
+    pixels = np.concatenate([np.asarray(s).reshape(-1, 3) for s in styles])
+    return np.clip(match_statistics(content, pixels), 0.0, 1.0).astype(content.dtype)
 
 
 def match_luminance(style: np.ndarray, content: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from jaxart import cache, images, weights
 from jaxart.errors import InputError, Interrupted, RunError, reason
 from jaxart.files import check_distinct, check_output_path, write_json_lines
 from jaxart.style import batch, loop, memory, pyramid, resume, sharding
-from jaxart.style.config import PRESETS, StyleConfig, resolve_preset, size_scaled_style_weight
+from jaxart.style.config import INITS, PRESETS, StyleConfig, resolve_preset, size_scaled_style_weight
 from jaxart.style.transfer import METRICS, check_sizes, concat_history, initial_image
 
 EXAMPLE_CONTENT = cache.packaged("examples", "content.png")
@@ -142,7 +142,7 @@ def check_outputs(
         for step in stops(config, save_every):
             named[f"the snapshot {str(_snapshot_path(path, step))!r}"] = _snapshot_path(path, step)
     inputs = {**{f"--content {c!r}": c for c in contents}, **{f"--style {s!r}": s for s in styles}}
-    if config.init not in ("content", "noise"):
+    if config.init not in INITS:
         inputs["--init"] = config.init
     check_distinct(named, {**inputs, **(other_inputs or {})})
 
@@ -164,11 +164,12 @@ def warn_random(source: str | None) -> None:
 
 
 class Inputs(NamedTuple):
-    """A transfer's images, float32 (H, W, 3) RGB in [0, 1]."""
+    """A transfer's images, float32 (H, W, 3) RGB in [0, 1]; init None where `loop.iterate` makes
+    the start from the content (`config.init` content or recolored)."""
 
     content: np.ndarray
     styles: list[np.ndarray]
-    init: np.ndarray
+    init: np.ndarray | None
 
 
 def command_line_mesh(devices: int | None, spatial: bool, pairs: int) -> Mesh:
@@ -206,7 +207,8 @@ def load_inputs(content: str, styles: Sequence[str], config: StyleConfig) -> Inp
         for path in styles
     ]
     check_sizes(content_image.shape, [s.shape for s in style_images], config)
-    return Inputs(content_image, style_images, initial_image(content_image, config))
+    init = None if config.init in ("content", "recolored") else initial_image(content_image, config)
+    return Inputs(content_image, style_images, init)
 
 
 class Run(NamedTuple):
@@ -495,7 +497,7 @@ def with_masks(pairs: Pairs, style_masks: Sequence[np.ndarray], content_mask: np
 
 def one_pair(inputs: Inputs, output: Path) -> Pairs:
     """One transfer: the content with its styles (blended), written to `output`."""
-    init = None if inputs.init is inputs.content else inputs.init[None]  # the content: see `loop.iterate`
+    init = None if inputs.init is None else inputs.init[None]
     return Pairs(inputs.content[None], [inputs.styles], [output], [], {}, None, init)
 
 

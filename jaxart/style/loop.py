@@ -231,7 +231,8 @@ def iterate(
         hyperparameters or EMA decay (a sweep); the others take the config's.
       mesh: where the pairs and rows go (see `sharding`); default: one device.
       stops: step counts at which a call must end (e.g. to save an image there).
-      init: (P, H, W, 3) RGB starting images in [0, 1]; default: `initial_image` of each content.
+      init: (P, H, W, 3) RGB starting images in [0, 1]; default: `initial_image` of each content
+        (recolored: in the colours of its styles after `color_inputs`).
       resume: (step, the states' leaves) saved by an interrupted run of these arguments (see
         `jaxart.style.resume`): go on from there, to the bits the run would have given.
       style_masks: K (H, W) float weights in [0, 1], one per style image of each pair (not
@@ -272,11 +273,13 @@ def iterate(
     mesh = sharding.make_mesh() if mesh is None else mesh
     if init is not None:
         starts = np.asarray(init)
-    elif config.init != "content":
+    elif config.init not in ("content", "recolored"):
         starts = np.stack([initial_image(content, config) for content in contents])
     else:
         starts = None
     contents, pair_styles, starts = color_inputs(contents, pair_styles, starts, config)
+    if init is None and config.init == "recolored":  # in the colours of the styles the run sees
+        starts = np.stack([initial_image(c, config, pair) for c, pair in zip(contents, pair_styles)])
     if temporal is not None and config.luminance_only:  # the run's iterate is grey: so is its target
         temporal = temporal._replace(previous=colors.luminance(np.asarray(temporal.previous)))
     placed_params = jax.device_put(params, sharding.replicated(mesh))

@@ -20,7 +20,7 @@ import optax
 from jaxart import errors, images, vgg
 from jaxart.errors import ConfigError
 from jaxart.style import linesearch, masks, pyramid
-from jaxart.style.colors import keep_colors
+from jaxart.style.colors import keep_colors, recolor
 from jaxart.style.config import Program, StyleConfig
 from jaxart.style.losses import content_loss, gram_matrix, style_loss, temporal_loss, total_variation
 
@@ -264,14 +264,19 @@ def train_steps(state: State, params: Any, targets: Targets, program: Program, n
     return jax.lax.scan(lambda s, _: train_step(s, params, targets, program), state, length=num_steps)
 
 
-def initial_image(content: np.ndarray, config: StyleConfig) -> np.ndarray:
+def initial_image(content: np.ndarray, config: StyleConfig, styles: Sequence[np.ndarray] = ()) -> np.ndarray:
     """The starting (H, W, 3) RGB image in [0, 1] that `config.init` names: the content (the
-    seed), uniform noise seeded by `config.seed`, or an image file resized to the content's
+    seed), uniform noise seeded by `config.seed`, the content in the colours of `styles`
+    (`colors.recolor`; ConfigError without styles), or an image file resized to the content's
     shape (InputError if it cannot be read)."""
     if config.init == "content":
         return content
     if config.init == "noise":
         return np.asarray(jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32))
+    if config.init == "recolored":
+        if not styles:
+            raise ConfigError(f"{errors.option('init')} recolored takes its colours from style images; none given")
+        return recolor(content, styles)
     return images.load_image(config.init, shape=content.shape[:2])
 
 
