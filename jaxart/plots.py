@@ -1,4 +1,7 @@
-"""PNG plots written atomically (matplotlib, headless Agg backend)."""
+"""PNG plots written atomically (matplotlib figures on its Agg canvas).
+
+Figures are made without pyplot: its import and its registry of open figures cost a start
+about 0.2 s, and a figure drawn to a file needs neither."""
 
 from __future__ import annotations
 
@@ -6,14 +9,13 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+from matplotlib import font_manager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-
-from jaxart.files import atomic_path  # noqa: E402
+from jaxart.files import atomic_path
 
 
 @functools.cache
@@ -38,12 +40,18 @@ def drawable(text: str) -> str:
     return "".join(c if ord(c) in drawn else _escaped(c) for c in text)
 
 
-def save_figure(path: str | os.PathLike, fig) -> Path:
-    """Saves a matplotlib figure as PNG atomically and closes it."""
+def figure(**options: Any) -> Figure:
+    """A matplotlib figure (`Figure`'s options) on an Agg canvas, outside pyplot."""
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(path: str | os.PathLike, fig: Figure) -> Path:
+    """Saves a matplotlib figure as PNG atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 
@@ -52,13 +60,14 @@ def loss_figure(
     steps: Sequence[int] | None = None,
     title: str = "",
     log_y: bool = True,
-):
+) -> Figure:
     """A matplotlib figure of each named curve against `steps` (default 0..n-1), one panel per
     curve, under `title`. Names and title are shown as given (`drawable`), never as mathtext:
     a file name may hold a '$'."""
     names = list(curves)
     # Constrained layout makes room for the figure's title above the panels' own.
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False, layout="constrained")
+    fig = figure(figsize=(4.5 * len(names), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         values = list(curves[name])
         xs = list(steps) if steps is not None else list(range(len(values)))

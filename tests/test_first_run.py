@@ -242,7 +242,7 @@ def test_a_bogus_weights_file_is_one_complete_line(kind, tmp_path, capsys):
 
 @pytest.mark.parametrize("panels", [1, 2, 3])
 def test_loss_plot_title_clears_the_panel_titles(panels):
-    from jaxart.plots import loss_figure, plt
+    from jaxart.plots import loss_figure
 
     curves = {name: [3.0, 2.0, 1.0] for name in ("loss", "content_loss", "style_loss")[:panels]}
     title = "content.png in the style of style.png"
@@ -251,7 +251,22 @@ def test_loss_plot_title_clears_the_panel_titles(panels):
     renderer = fig.canvas.get_renderer()
     (top,) = (t.get_window_extent(renderer) for t in fig.texts if t.get_text() == title)
     assert not any(top.overlaps(ax.title.get_window_extent(renderer)) for ax in fig.axes)
-    plt.close(fig)
+    # Saved as drawn, not cropped to a measured box: every text must lie inside the figure.
+    inside = fig.bbox.padded(0.5)
+    texts = [top, *(t.get_window_extent(renderer) for ax in fig.axes for t in ax.texts)]
+    texts += [ax.get_tightbbox(renderer) for ax in fig.axes]
+    assert all(inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) for box in texts)
+
+
+def test_the_loss_plot_leaves_pyplot_alone(tmp_path):
+    code = (
+        "import sys; from jaxart.plots import save_loss_curves; "
+        f"save_loss_curves({str(tmp_path / 'p.png')!r}, {{'loss': [3.0, 2.0], 'style': [2.0, 1.0]}}, title='t'); "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    with Image.open(tmp_path / "p.png") as image:
+        assert image.format == "PNG" and image.size == (900, 340)  # 9 x 3.4 inches at 100 dpi, uncropped
 
 
 def test_without_torchvision_a_missing_data_set_says_how_to_get_it(monkeypatch):

@@ -65,14 +65,13 @@ def test_a_batch_names_such_a_content_in_its_metrics_as_its_bytes(capsys, tmp_pa
     ids=["not-utf8", "bad-mathtext", "mathtext", "tab", "newline", "no-glyph", "latin"],
 )
 def test_the_loss_plot_shows_any_name_without_a_warning(title, shown, tmp_path):
-    from jaxart.plots import loss_figure, plt, save_loss_curves
+    from jaxart.plots import loss_figure, save_loss_curves
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         save_loss_curves(tmp_path / "p.png", {"loss": [3.0, 2.0]}, title=title)
     fig = loss_figure({"loss": [3.0, 2.0]}, title=title)
     assert [t.get_text() for t in fig.texts] == [shown]
-    plt.close(fig)
 
 
 def _folder(tmp_path: Path) -> tuple[Path, str]:

@@ -272,11 +272,12 @@ def _save_eval_figure(
     title: str = "",
 ) -> Path:
     """PNG: a grid of `images` (N, 28, 28) beside the predicted-class histogram of `result`."""
-    from jaxart.plots import plt, save_figure  # deferred: matplotlib takes a second to import
+    from jaxart.plots import figure, save_figure  # deferred: matplotlib takes a second to import
 
     histogram = np.asarray(result["class_histogram"])
     k = len(histogram)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    fig = figure(figsize=(10, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
     left.imshow(make_grid(images), cmap="gray", vmin=0.0, vmax=1.0)
     left.set_axis_off()
     left.set_title(f"{len(images)} samples")
