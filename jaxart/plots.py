@@ -1,7 +1,8 @@
 """PNG plots written atomically (matplotlib figures on its Agg canvas).
 
-Figures are made without pyplot: its import and its registry of open figures cost a start
-about 0.2 s, and a figure drawn to a file needs neither."""
+Figures are made without pyplot, whose import and registry of open figures a picture written to
+a file does not need (and which threads would share), and saved as drawn: their constrained
+layout fits them, and a tight bounding box would draw each a second time to measure it."""
 
 from __future__ import annotations
 
