@@ -21,6 +21,8 @@ POOLINGS = ("max", "avg")
 COLOR_TRANSFERS = ("none", "histogram")
 # The starting images `init` names; any other value is an image file.
 INITS = ("content", "noise", "recolored")
+# The starts `loop.iterate` makes itself, from the contents (and styles) the run sees.
+CONTENT_STARTS = ("content", "recolored")
 
 SWEEP_HELP = "; several, comma-separated, run as one batch of pictures, one per value (a sweep)"
 

@@ -35,7 +35,7 @@ from jaxart import cache, images, weights
 from jaxart.errors import InputError, Interrupted, RunError, reason
 from jaxart.files import check_distinct, check_output_path, write_json_lines
 from jaxart.style import batch, loop, memory, pyramid, resume, sharding
-from jaxart.style.config import INITS, PRESETS, StyleConfig, resolve_preset, size_scaled_style_weight
+from jaxart.style.config import CONTENT_STARTS, INITS, PRESETS, StyleConfig, resolve_preset, size_scaled_style_weight
 from jaxart.style.transfer import METRICS, check_sizes, concat_history, initial_image
 
 EXAMPLE_CONTENT = cache.packaged("examples", "content.png")
@@ -165,7 +165,7 @@ def warn_random(source: str | None) -> None:
 
 class Inputs(NamedTuple):
     """A transfer's images, float32 (H, W, 3) RGB in [0, 1]; init None where `loop.iterate` makes
-    the start from the content (`config.init` content or recolored)."""
+    the start itself (`config.init` in CONTENT_STARTS)."""
 
     content: np.ndarray
     styles: list[np.ndarray]
@@ -207,7 +207,7 @@ def load_inputs(content: str, styles: Sequence[str], config: StyleConfig) -> Inp
         for path in styles
     ]
     check_sizes(content_image.shape, [s.shape for s in style_images], config)
-    init = None if config.init in ("content", "recolored") else initial_image(content_image, config)
+    init = None if config.init in CONTENT_STARTS else initial_image(content_image, config)
     return Inputs(content_image, style_images, init)
 
 

@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 from jaxart import errors, schedule, vgg
 from jaxart.errors import ConfigError
 from jaxart.style import colors, masks, pyramid, resume, sharding
-from jaxart.style.config import Program, StyleConfig
+from jaxart.style.config import CONTENT_STARTS, Program, StyleConfig
 from jaxart.style.transfer import (
     State,
     Targets,
@@ -273,7 +273,7 @@ def iterate(
     mesh = sharding.make_mesh() if mesh is None else mesh
     if init is not None:
         starts = np.asarray(init)
-    elif config.init not in ("content", "recolored"):
+    elif config.init not in CONTENT_STARTS:
         starts = np.stack([initial_image(content, config) for content in contents])
     else:
         starts = None
