@@ -3,7 +3,8 @@
 `handling()` (entered by `jaxart.cli.run`) turns both signals into KeyboardInterrupt, as
 Python does for Ctrl-C, except inside `deferred()`: a save that must finish or not start
 (orbax's asynchronous checkpoint, once begun, runs threads that a half-done start leaves
-waiting forever) gets the interrupt when it ends.
+waiting forever) gets the interrupt when it ends, and a loop whose calls take their state
+(donated buffers) gets it where it calls `take()`, between calls.
 
 In a command's own process (`handling(command=True)`, from `jaxart.cli.main`) the end is
 bounded as well: a second signal ends the process at once, and so does a clean-up, or an exit,
@@ -109,6 +110,14 @@ def deferred() -> Iterator[None]:
         if not _state.depth and _state.pending:
             _state.pending = False
             raise KeyboardInterrupt
+
+
+def take() -> None:
+    """Inside `deferred()`, at a point where the block may be left: raises the interrupt held so
+    far, if any (a block that runs long takes its interrupts there, not only at its end)."""
+    if _state.pending:
+        _state.pending = False
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

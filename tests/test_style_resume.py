@@ -4,6 +4,8 @@ progress without a terminal, work kept at intervals and on interruption, and --r
 from __future__ import annotations
 
 import io
+import os
+import signal
 
 import jax
 import numpy as np
@@ -185,6 +187,33 @@ def test_ctrl_c_keeps_the_picture_and_resume_finishes_it_as_if_never_stopped(cap
     whole, resumed = read_json_lines(tmp_path / "w.jsonl"), read_json_lines(tmp_path / "r.jsonl")
     assert [r["step"] for r in resumed] == list(range(6))
     assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_inside_a_calls_dispatch_keeps_that_calls_result(capsys, tmp_path, pair_files, monkeypatch, signum):
+    # The signal lands after the next call has taken (donated) the latest state and before its
+    # result reaches the driver: the old driver lost both and kept nothing (CI, under load).
+    content, style = pair_files
+    out = tmp_path / "out.png"
+    real = loop.iterate
+
+    def signalled(*args, **kwargs):
+        for k, item in enumerate(real(*args, **kwargs), 1):
+            if k == 3:
+                os.kill(os.getpid(), signum)
+            yield item
+
+    monkeypatch.setattr(driver.loop, "iterate", signalled)
+    code, _, err = run(
+        capsys,
+        *("--content", content, "--style", style, "--weights", "random", "--max-size", "32", "--steps", "6"),
+        *("--output", str(out), "--autosave", "0"),
+    )
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: kept step 3 of 6 in {tmp_path / 'out.partial.png'}; the same command with --resume goes on"
+    )
+    assert resume.state_path(out).is_file() and not out.exists()
 
 
 def test_autosave_keeps_the_work_while_the_run_goes_on(capsys, tmp_path, pair_files, monkeypatch):

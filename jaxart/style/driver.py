@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxart import cache, images, weights
+from jaxart import cache, images, interrupts, weights
 from jaxart.errors import InputError, Interrupted, RunError, reason
 from jaxart.files import check_distinct, check_output_path, write_json_lines
 from jaxart.style import batch, loop, memory, pyramid, resume, sharding
@@ -291,8 +291,10 @@ def optimise(
     """Drives `loop.iterate` under a `Progress` (`labels` naming each pair of a batch), calling
     `on_stop(step, state)` at each of `stops`. Says `announce` once the first step's loss is
     known to be finite (so that a refusal of the inputs stays one line), then, once the first
-    calls have run, how long the rest will take, and `hint` if that is long; with `keep`, saves the run as it goes and when
-    interrupted (then raises `Interrupted`, saying where it is).
+    calls have run, how long the rest will take, and `hint` if that is long; with `keep`, saves
+    the run as it goes and when interrupted (then raises `Interrupted`, saying where it is).
+    Under `interrupts.handling()` (the commands) an interrupt is taken between calls, so the
+    state it keeps is that of the latest call dispatched.
 
     A call's metrics are read only once the next call has been dispatched (the generator
     dispatches it before yielding), so the device never waits for the host; at a stop, a save
@@ -333,54 +335,38 @@ def optimise(
         keep.save(kept, host)
         return kept
 
-    pending: tuple[int, int, dict[str, Any]] | None = None
-    last, state, kept, latest = start, None, None, None
-    with progress:
+    unread: list[tuple[int, int, dict[str, Any]]] = []  # calls whose metrics are still on the device
+    last, state, latest = start, None, None
+    # An interrupt is taken only between calls: each call takes (donates) the latest state, so
+    # one landing inside `calls`' dispatch would lose both the state and the call's result.
+    with progress, interrupts.deferred():
         try:
             for done, state, metrics in calls:
                 latest = (done, state)  # valid until the next call is asked for (it takes the state)
-                if pending is not None:
-                    fetch(*pending)
-                pending = (last, done, metrics)
+                unread.append((last, done, metrics))
+                last = done
+                interrupts.take()
+                if len(unread) > 1:
+                    fetch(*unread.pop(0))
                 save_now = keep is not None and keep.every > 0 and time.perf_counter() - last_save >= keep.every
                 if done in stops or save_now:
-                    fetch(*pending)
-                    pending = None
+                    fetch(*unread.pop())
                     if on_stop is not None and done in stops:
                         on_stop(done, state)
                     if save_now:
-                        kept = saved(done, state)
+                        saved(done, state)
                         last_save = time.perf_counter()
-                last = done
-            if pending is not None:
-                fetch(*pending)
+                interrupts.take()
+            while unread:
+                fetch(*unread.pop(0))
+            interrupts.take()
         except KeyboardInterrupt:
-            if keep is None:
+            if keep is None or latest is None:
                 raise
-            kept = _keep_latest(latest, pending, fetch, saved) or kept
-            if kept is None:
-                raise
-            raise Interrupted(keep.say(kept)) from None
+            while unread:  # the latest call's metrics with its state, once it has finished
+                fetch(*unread.pop(0))
+            raise Interrupted(keep.say(saved(*latest))) from None
     return Run(state, concat_history(chunks), marks, previous + time.perf_counter() - clock)
-
-
-def _keep_latest(
-    latest: tuple[int, Any] | None,
-    pending: tuple[int, int, dict[str, Any]] | None,
-    fetch: Callable[[int, int, dict[str, Any]], None],
-    saved: Callable[[int, Any], resume.Saved],
-) -> resume.Saved | None:
-    """At an interruption: saves the latest state, once its call has finished (its metrics
-    `pending` fetched first); None if there is none or it is gone (the next call already took
-    it): then the last autosave stands."""
-    if latest is None:
-        return None
-    try:
-        if pending is not None:
-            fetch(*pending)
-        return saved(*latest)
-    except RuntimeError:  # a donated, so deleted, buffer
-        return None
 
 
 def _metrics_rows(run: Run, labels: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
