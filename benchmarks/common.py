@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,54 @@ def compiled_flops(jitted, *args, **kwargs) -> float:
     """Floating-point operations of one call of a jitted function, as XLA counts them."""
     analysis = jitted.lower(*args, **kwargs).compile().cost_analysis()
     return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
+
+
+_DEFINITION = re.compile(r"%([\w.-]+) = f32\[([\d,]*)\]")
+_DOT = re.compile(
+    r"= f32\[[\d,]*\]\S* dot\(%([\w.-]+), %([\w.-]+)\), (?:lhs_batch_dims=\{[\d,]*\}, rhs_batch_dims=\{[\d,]*\}, )?"
+    r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}"
+)
+
+
+def compiled_dots(jitted, *args, **kwargs) -> list[tuple[int, int, int]]:
+    """The float32 matrix products XLA's optimised program of one call runs, as (m, k, n): an
+    (m, k) by (k, n) product each, read from its HLO (what it runs, after the products nothing
+    reads are gone). Batched products are not expected and are refused."""
+    text = jitted.lower(*args, **kwargs).compile().as_text()
+    shapes = {name: tuple(int(d) for d in dims.split(",") if d) for name, dims in _DEFINITION.findall(text)}
+    dots = []
+    for line in text.splitlines():
+        if " dot(" not in line:
+            continue
+        if "batch_dims" in line or not (found := _DOT.search(line)):
+            raise ValueError(f"a product this reader does not know: {line.strip()[:200]}")
+        lhs, rhs = shapes[found[1]], shapes[found[2]]
+        lhs_k, rhs_k = (tuple(int(d) for d in dims.split(",")) for dims in (found[3], found[4]))
+        k = int(np.prod([lhs[d] for d in lhs_k]))
+        m = int(np.prod([n for d, n in enumerate(lhs) if d not in lhs_k]))
+        n = int(np.prod([size for d, size in enumerate(rhs) if d not in rhs_k]))
+        dots.append((m, k, n))
+    return dots
+
+
+def dots_alone(dots: list[tuple[int, int, int]]) -> Callable[[int], int]:
+    """`run(calls)`: that many calls, dispatched ahead as a training loop's are, of a program
+    that runs just `dots`, each as a row-major (m, k) @ (k, n) product of random operands, every
+    product kept: how fast a step made of nothing but its matrix products could go here."""
+    keys = jax.random.split(jax.random.key(0), 2 * len(dots))
+    operands = [
+        (jax.random.normal(keys[2 * i], (m, k)), jax.random.normal(keys[2 * i + 1], (k, n)))
+        for i, (m, k, n) in enumerate(dots)
+    ]
+    products = jax.jit(lambda ops: [a @ b for a, b in ops])
+
+    def run(calls: int) -> int:
+        for _ in range(calls):
+            out = products(operands)
+        jax.block_until_ready(out)
+        return calls
+
+    return run
 
 
 def cpu_name() -> str:

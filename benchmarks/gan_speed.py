@@ -7,12 +7,17 @@ command's own speed and start times.
    after a warm-up (compilation excluded): steps/s (best and median of --repeats), the ratio to
    the seed as written, the seed's 100-epoch job projected, and GFLOP/s (XLA's count of one
    step) against a float32 matmul peak measured here. "plain jit step" is issue 11's reference:
-   the same step with the indices drawn inside it and no metrics.
+   the same step with the indices drawn inside it and no metrics. "the step's products alone"
+   is a ceiling, not a loop: the matrix products XLA's compiled step runs (read from its HLO),
+   each as a plain row-major product, and nothing else: no step can go faster here than its
+   products do.
 2. `python -m jaxart.gan train --max-steps N`: the training time it records in metrics.jsonl
    (start-up excluded), as steps/s beside the engine's; and in turns with `--no-tensorboard`,
    what writing TensorBoard's event files costs.
 3. Start times of `python -m jaxart.gan train --max-steps 1`: cold (an empty compile cache) and
-   warm (the cache filled by the previous run), --repeats each, wall clock of the process.
+   warm (the cache filled by the previous run), --repeats each, wall clock of the process and
+   its CPU seconds (user + system): on a busy machine the wall clock measures the share of the
+   CPU a process got, which varies between runs; the CPU seconds measure its work.
 The load average is printed with each part: on a shared machine, compare ratios, not rates.
 --json PATH also writes each part's numbers there, as printed.
 """
@@ -23,6 +28,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from benchmarks.common import compiled_flops, machine, matmul_peak_gflops
+from benchmarks.common import compiled_dots, compiled_flops, dots_alone, machine, matmul_peak_gflops
 from benchmarks.seed_gan import BATCH, SeedGAN, mnist_as_written
 from jaxart import backend, data
 from jaxart.files import read_json_lines
@@ -46,6 +52,7 @@ from jaxart.gan.train import step as gan_step
 STEPS_PER_EPOCH = 60000 // BATCH
 FULL_JOB_STEPS = 100 * STEPS_PER_EPOCH
 ROOT = Path(__file__).resolve().parent.parent
+BOUND = "ceiling: the step's products alone"
 
 
 def load() -> str:
@@ -148,10 +155,16 @@ def cli_rate(data_source: str, steps: int, env: dict[str, str], *flags: str) -> 
         return steps / read_json_lines(Path(workdir) / "metrics.jsonl")[-1]["seconds"]
 
 
-def start_seconds(data_source: str, env: dict[str, str]) -> float:
-    """Wall clock of `python -m jaxart.gan train --max-steps 1` into a fresh workdir."""
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process's children that have ended."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def start_seconds(data_source: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall clock and CPU seconds of `python -m jaxart.gan train --max-steps 1` into a fresh workdir."""
     with tempfile.TemporaryDirectory() as workdir:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         subprocess.run(
             [
                 sys.executable,
@@ -170,7 +183,7 @@ def start_seconds(data_source: str, env: dict[str, str]) -> float:
             check=True,
             capture_output=True,
         )
-        return time.perf_counter() - start
+        return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None) -> dict[str, float]:
@@ -219,6 +232,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
     config = GANConfig()
     state = init_state(run_keys(0).init, config)
     flops = compiled_flops(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
+    products = compiled_dots(jax.jit(gan_step), state, images[:BATCH], run_keys(0).train)
     peak = matmul_peak_gflops()
     results: dict = dict(machine=machine(), steps=args.steps, repeats=args.repeats, mflop_per_step=flops / 1e6)
     results["matmul_peak_gflops"] = peak
@@ -234,7 +248,11 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
         save()
         return
     print(f"{len(images)} images, batch {BATCH}, {args.steps} timed steps a turn, {args.repeats} turns")
-    print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s\n")
+    print(f"one step: {flops / 1e6:.1f} MFLOP (XLA count); float32 matmul peak here: {peak:.1f} GFLOP/s")
+    product_flops = sum(2 * m * k * n for m, k, n in products)
+    print(
+        f"its {len(products)} matrix products: {product_flops / 1e6:.1f} MFLOP (the ceiling's GFLOP/s count the step's)\n"
+    )
 
     as_written = mnist_as_written(images, dataset.labels, scratch / "seed-data")
     loops = {
@@ -246,6 +264,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
     }
     for k in args.k:
         loops[f"jaxart train_steps (K={k})"] = jax_train_steps(images, config, k)
+    loops[BOUND] = dots_alone(products)
     for run in loops.values():
         run(max(args.k) * 2)  # compile and warm up
     print(load(), "(before)")
@@ -280,9 +299,14 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
             fresh = {**os.environ, "JAXART_CACHE": str(scratch / f"cold-{turn}")}
             cold.append(start_seconds(args.data, fresh))
             warm.append(start_seconds(args.data, fresh))  # the cache the cold run filled
-        print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(cold, 's')}; ")
-        print(f"  warm (filled) {summary(warm, 's')}; {load()}")
-        results["start"] = dict(cold_s=statistics.median(cold), warm_s=statistics.median(warm))
+        (cold_wall, cold_cpu), (warm_wall, warm_cpu) = zip(*cold), zip(*warm)
+        print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(list(cold_wall), 's')}; ")
+        print(f"  warm (filled) {summary(list(warm_wall), 's')}; {load()}")
+        print(
+            f"  CPU seconds (user + system): cold {summary(list(cold_cpu), 's')}; warm {summary(list(warm_cpu), 's')}"
+        )
+        results["start"] = dict(cold_s=statistics.median(cold_wall), warm_s=statistics.median(warm_wall))
+        results["start"] |= dict(cold_cpu_s=statistics.median(cold_cpu), warm_cpu_s=statistics.median(warm_cpu))
         save()
 
 

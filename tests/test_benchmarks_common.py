@@ -1,0 +1,22 @@
+"""The benchmarks' own tools, where a wrong reading would give a wrong number."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.common import compiled_dots
+
+
+def _loss(x, a, b, unused):
+    _ = x @ unused  # read by nothing: XLA drops it, and so must the reading
+    return jnp.sum(jnp.tanh(x @ a) @ b.T)
+
+
+def test_compiled_dots_reads_the_products_the_compiled_program_runs():
+    x, a, b, unused = (jnp.ones(s) for s in [(32, 784), (784, 256), (10, 256), (784, 5)])
+    dots = compiled_dots(jax.jit(jax.value_and_grad(_loss, argnums=1)), x, a, b, unused)
+    # Forward: x @ a (k 784) and h @ b.T (k 256). Backward to a: g @ b (k 10), then x.T @ g (k 32).
+    # XLA may compute a product transposed (m and n swapped): compare k with the pair {m, n}.
+    read = sorted((k, *sorted((m, n))) for m, k, n in dots)
+    assert read == sorted([(784, 32, 256), (256, 10, 32), (10, 32, 256), (32, 256, 784)])
