@@ -56,7 +56,7 @@ def pictures(size: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(rng.integers(0, 256, (size * 3 // 4, size, 3)).astype(np.float32) / 255 for _ in range(2))
 
 
-def jaxart_evaluation(params, content: np.ndarray, style: np.ndarray) -> tuple[Callable[[], None], float, Callable]:
+def jaxart_evaluation(params, content: np.ndarray, style: np.ndarray) -> tuple[Callable[[], None], float, tuple]:
     """(one call of the compiled value and gradient of pastiche's objective at the content,
     XLA's flops of it, the jitted function and its arguments for a profile)."""
     config = pastiche_config(content.shape[:2], steps=1)

@@ -168,7 +168,8 @@ def preprocess(p: dict[str, jax.Array], images: jax.Array) -> jax.Array:
 
     The images' gradient is three scaled sums as well, by the transposed kernel: JAX's own
     transpose rule reduces over the broadcast channel three times, which XLA CPU ran as three
-    reductions of ~8 ms each at 400x300 (`python -m benchmarks.style_profile`) for 0.7 MFLOP.
+    reductions of ~8 ms each at 400x300 (`python -m benchmarks.style_evaluation --profile 400`)
+    for 0.7 MFLOP.
     """
     kernel, bias = (p[k].astype(images.dtype) for k in ("kernel", "bias"))
     return _scaled_sums(images, kernel) + bias

@@ -20,8 +20,9 @@ def gram_matrix(features: jax.Array) -> jax.Array:
     Unnormalised, as in the seed; `style_loss` divides by C*H*W.
 
     The features' gradient is F (dG + dG^T) with F as the (H*W, C) rows it is stored as: JAX's
-    own transpose rule computes it as a (C, H*W) product, which XLA CPU ran at a sixth of its
-    matmul speed and then transposed back (`python -m benchmarks.style_profile`).
+    own transpose rule computes it as a (C, H*W) product, which XLA CPU ran at a quarter of its
+    matmul peak or less and then transposed back (`python -m benchmarks.style_evaluation
+    --profile 400`).
     """
     *lead, h, w, c = features.shape
     f = features.reshape(*lead, h * w, c)
