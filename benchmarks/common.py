@@ -16,6 +16,12 @@ from jaxart.cache import packaged
 EXAMPLES = packaged("examples")  # the bundled pictures, in a checkout or an installed wheel
 
 
+def load_average() -> str:
+    """'load average 1m 5m 15m', for a benchmark to print with its timings."""
+    with open("/proc/loadavg") as f:
+        return "load average " + " ".join(f.read().split()[:3])
+
+
 def seconds(fn: Callable[[], object]) -> float:
     """Wall-clock seconds of one call."""
     start = time.perf_counter()

@@ -42,7 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from benchmarks.common import compiled_dots, compiled_flops, dots_alone, machine, matmul_peak_gflops
+from benchmarks.common import (
+    compiled_dots,
+    compiled_flops,
+    dots_alone,
+    load_average,
+    machine,
+    matmul_peak_gflops,
+)
 from benchmarks.seed_gan import BATCH, SeedGAN, mnist_as_written
 from jaxart import backend, data
 from jaxart.files import read_json_lines
@@ -53,10 +60,6 @@ STEPS_PER_EPOCH = 60000 // BATCH
 FULL_JOB_STEPS = 100 * STEPS_PER_EPOCH
 ROOT = Path(__file__).resolve().parent.parent
 BOUND = "ceiling: the step's products alone"
-
-
-def load() -> str:
-    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def rates(loops: dict[str, Callable[[int], int]], steps: int, repeats: int) -> dict[str, list[float]]:
@@ -200,7 +203,7 @@ def command_rates(args: argparse.Namespace, scratch: Path, engine: float | None)
     print(f"  with / without TensorBoard (medians): {result['tensorboard_ratio']:.3f}")
     if engine is not None:
         result["command_vs_engine"] = result["steps_s"] / engine
-        print(f"  command / engine (K={min(args.k)}, medians): {result['command_vs_engine']:.2f}; {load()}")
+        print(f"  command / engine (K={min(args.k)}, medians): {result['command_vs_engine']:.2f}; {load_average()}")
     return result
 
 
@@ -245,7 +248,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
 
     print(results["machine"])
     if args.only_command:
-        print(load(), "(before)")
+        print(load_average(), "(before)")
         results["command"] = command_rates(args, scratch, None)
         save()
         return
@@ -272,9 +275,9 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
         loops[BOUND] = dots_alone(products)
     for run in loops.values():
         run(max(args.k) * 2)  # compile and warm up
-    print(load(), "(before)")
+    print(load_average(), "(before)")
     rows = rates(loops, args.steps, args.repeats)
-    print(load(), "(after)\n")
+    print(load_average(), "(after)\n")
     header = f"{'loop':34} {'best/s':>7} {'median':>7} {'x seed':>7} {'100 epochs':>11} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
@@ -306,7 +309,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> None:
             warm.append(start_seconds(args.data, fresh))  # the cache the cold run filled
         (cold_wall, cold_cpu), (warm_wall, warm_cpu) = zip(*cold), zip(*warm)
         print(f"\n`train --max-steps 1`, wall clock: cold (empty compile cache) {summary(list(cold_wall), 's')}; ")
-        print(f"  warm (filled) {summary(list(warm_wall), 's')}; {load()}")
+        print(f"  warm (filled) {summary(list(warm_wall), 's')}; {load_average()}")
         print(
             f"  CPU seconds (user + system): cold {summary(list(cold_cpu), 's')}; warm {summary(list(warm_cpu), 's')}"
         )

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import machine, matmul_peak_gflops, random_vgg19
+from benchmarks.common import compiled_flops, load_average, machine, matmul_peak_gflops, random_vgg19, seconds
 from benchmarks.style_quality import pastiche_config
 from jaxart import backend, vgg
 from jaxart.style import transfer
@@ -44,10 +44,6 @@ _SHAPE = re.compile(r"%([\w.-]+) = f32\[([\d,]*)\]")
 _CONVOLUTION = re.compile(r"convolution\(%([\w.-]+), %([\w.-]+)\)")
 _CALLS = re.compile(r"calls=%([\w.-]+)")
 _THREAD_BOOKKEEPING = ("ThunkExecutor", "SlinkyThreadPool", "ThreadpoolListener", "end: ")
-
-
-def load() -> str:
-    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def pictures(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +60,7 @@ def jaxart_evaluation(params, content: np.ndarray, style: np.ndarray) -> tuple[C
     image, style_n = vgg.normalize(content), vgg.normalize(style)
     targets = transfer.compute_targets(params, image, style_n, config)
     evaluate = jax.jit(jax.value_and_grad(lambda x, p, t: transfer.loss_fn(x, p, t, program)[0]))
-    analysis = evaluate.lower(image, params, targets).compile().cost_analysis()
-    flops = float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
+    flops = compiled_flops(evaluate, image, params, targets)
     jax.block_until_ready(evaluate(image, params, targets))
     return lambda: jax.block_until_ready(evaluate(image, params, targets)), flops, (evaluate, image, params, targets)
 
@@ -153,12 +148,7 @@ def convolution_alone(output: tuple[int, ...], kernel: tuple[int, ...]) -> float
         lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     )
     jax.block_until_ready(conv(x, k))
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        jax.block_until_ready(conv(x, k))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(seconds(lambda: jax.block_until_ready(conv(x, k))) for _ in range(5))
 
 
 def group(name: str) -> str:
@@ -174,7 +164,7 @@ def profile(params, size: int) -> dict:
     _, _, (evaluate, *args) = jaxart_evaluation(params, *pictures(size))
     seconds = operation_seconds(evaluate, *args, repeats=3)
     convs = convolutions(evaluate.lower(*args).compile().as_text())
-    print(f"\nwhere the evaluation's time goes at {size} px, each operation summed over threads ({load()})")
+    print(f"\nwhere the evaluation's time goes at {size} px, each operation summed over threads ({load_average()})")
     header = f"{'convolution':44} {'in the program':>16} {'alone':>16}"
     print(header)
     print("-" * len(header))
@@ -212,7 +202,7 @@ def main() -> None:
     peak = matmul_peak_gflops()
     results: dict = dict(machine=machine(), matmul_peak_gflops=peak, sizes=[])
     print(results["machine"])
-    print(f"float32 matmul peak here: {peak:.0f} GFLOP/s; {load()} (before)\n")
+    print(f"float32 matmul peak here: {peak:.0f} GFLOP/s; {load_average()} (before)\n")
     header = f"{'size':>9} {'jaxart':>9} {'pastiche':>9} {'jaxart/pastiche':>16} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
@@ -231,7 +221,7 @@ def main() -> None:
             dict(size=size, jaxart_ms=seconds["jaxart"] * 1e3, pastiche_ms=seconds["pastiche"] * 1e3)
         )
         results["sizes"][-1] |= dict(gflop=flops / 1e9, pct_peak=100 * gflops / peak)
-    print(f"{load()} (after)")
+    print(f"{load_average()} (after)")
     if args.profile:
         results["profile"] = profile(params, args.profile)
     if args.json:

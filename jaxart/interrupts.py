@@ -107,9 +107,8 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _state.depth -= 1
-        if not _state.depth and _state.pending:
-            _state.pending = False
-            raise KeyboardInterrupt
+        if not _state.depth:
+            take()
 
 
 def take() -> None:

@@ -24,8 +24,7 @@ def gram_matrix(features: jax.Array) -> jax.Array:
     matmul peak or less and then transposed back (`python -m benchmarks.style_evaluation
     --profile 400`).
     """
-    *lead, h, w, c = features.shape
-    f = features.reshape(*lead, h * w, c)
+    f = _pixel_rows(features)
     return jnp.einsum("...pc,...pd->...cd", f, f)
 
 
@@ -34,9 +33,14 @@ def _gram_forward(features: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _gram_backward(features: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-    *lead, h, w, c = features.shape
-    f = features.reshape(*lead, h * w, c)
+    f = _pixel_rows(features)
     return (jnp.einsum("...pc,...cd->...pd", f, g + jnp.swapaxes(g, -1, -2)).reshape(features.shape),)
+
+
+def _pixel_rows(features: jax.Array) -> jax.Array:
+    """(..., H, W, C) features as their (..., H*W, C) matrix of one row per pixel."""
+    *lead, h, w, c = features.shape
+    return features.reshape(*lead, h * w, c)
 
 
 gram_matrix.defvjp(_gram_forward, _gram_backward)
