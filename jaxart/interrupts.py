@@ -14,6 +14,7 @@ whole or not at all, and an unfinished checkpoint is one orbax never committed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
@@ -67,7 +68,7 @@ def write_line(line: str) -> None:
         os.write(_report_fd, (line + "\n").encode(sys.stderr.encoding or "utf-8", "backslashreplace"))
 
 
-def _end(status: int, line: str | None = None) -> None:
+def _end(status: int, line: str | None = None) -> NoReturn:
     """Ends the process now, with `line` on stderr unless the command has reported already."""
     if line and not _state.reported:
         with contextlib.suppress(Exception):
@@ -146,8 +147,18 @@ def close() -> None:
 
 
 def exit(status: int) -> NoReturn:
-    """Ends a command's process with `status` once its line is out: normally, but within
-    `DEADLINE` (a library's thread left waiting at exit does not hold it)."""
+    """Ends a command's process with `status` once its line is out, within `DEADLINE` (a
+    library's thread left waiting at exit does not hold it).
+
+    It ends as Python's exit begins: it waits for the threads that exit waits for, runs the
+    exit handlers (jax's, orbax's, every `weakref.finalize`; `atexit._run_exitfuncs` is what
+    Python's exit calls) and flushes stdout and stderr. It skips what Python's exit then does:
+    taking every module and object apart one by one, which after jax, flax and orbax took
+    0.35-0.45 s of every command (`benchmarks.starts`), for memory the process's end frees."""
     _state.reported = True
     _deadline(status, None)
-    sys.exit(status)
+    for thread in threading.enumerate():
+        if not thread.daemon and thread is not threading.current_thread():
+            thread.join()
+    atexit._run_exitfuncs()
+    _end(status)

@@ -72,7 +72,8 @@ def loss_figure(
     for ax, name in zip(axes[0], names):
         values = list(curves[name])
         xs = list(steps) if steps is not None else list(range(len(values)))
-        ax.plot(xs, values, linewidth=1.2)
+        # A line needs two points: a run of one step would leave its panels empty.
+        ax.plot(xs, values, linewidth=1.2, marker="o" if len(values) == 1 else None)
         ax.set_title(drawable(name), parse_math=False)
         ax.set_xlabel("step")
         if log_y and all(v > 0 for v in values):

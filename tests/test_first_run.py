@@ -258,6 +258,19 @@ def test_loss_plot_title_clears_the_panel_titles(panels):
     assert all(inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) for box in texts)
 
 
+@pytest.mark.parametrize("points", [1, 2])
+def test_the_loss_plot_draws_a_curve_of_any_length(points):
+    from matplotlib.colors import to_rgb
+
+    from jaxart.plots import loss_figure
+
+    fig = loss_figure({"loss": [3.0, 2.0][:points]}, steps=[1, 2][:points], log_y=False)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    line = np.array(to_rgb(fig.axes[0].lines[0].get_color())) * 255
+    assert (np.abs(pixels - line).max(axis=-1) < 8).sum() > 20  # the curve (or its one point) is drawn
+
+
 def test_the_loss_plot_leaves_pyplot_alone(tmp_path):
     code = (
         "import sys; from jaxart.plots import save_loss_curves; "

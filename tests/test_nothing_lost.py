@@ -230,6 +230,41 @@ def test_an_interrupt_inside_a_deferred_block_arrives_at_its_end():
     assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # restored
 
 
+def test_a_commands_exit_keeps_what_pythons_would_and_skips_the_teardown(tmp_path):
+    """A command's process ends as Python's exit begins (its status, stdout and stderr flushed,
+    the threads exit waits for joined, the exit handlers run), and skips the teardown that
+    follows: a global's `__del__` does not run."""
+    code = f"""
+import atexit, sys, threading, time
+from pathlib import Path
+from jaxart import cli
+
+folder = Path({str(tmp_path)!r})
+
+class Teardown:
+    def __del__(self):
+        (folder / "teardown").write_text("ran")
+
+kept = Teardown()  # a module's global, taken apart only by Python's teardown
+atexit.register(lambda: (folder / "atexit").write_text("ran"))
+
+def late():
+    time.sleep(0.5)
+    (folder / "thread").write_text("ran")
+
+def command(argv):
+    threading.Thread(target=late).start()
+    print("unflushed", end="")
+    sys.stderr.write("a library's note")
+    return 3
+
+cli.main(command)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "unflushed", "a library's note")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atexit", "thread"]
+
+
 @pytest.mark.parametrize("variable", ["JAXART_CACHE", "JAXART_DATA"])
 def test_an_environment_variable_naming_a_file_for_a_folder_is_one_line(variable, tmp_path, monkeypatch, capsys):
     (tmp_path / "file").write_text("x")
