@@ -65,6 +65,13 @@ def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
     return layers
 
 
+def used_params(params: Any, layers: Iterable[str]) -> Any:
+    """The entries of `params` that a forward pass to the deepest of `layers` reads."""
+    deepest = max(TORCH_INDEX[name] for name in check_layers(layers))
+    used = set(LAYERS[: deepest + 1]) | {INPUT}
+    return {name: p for name, p in params.items() if name in used}
+
+
 def downsampling(layers: Iterable[str]) -> int:
     """How many 2x poolings precede the deepest of `layers` (an image needs >= 2**n px)."""
     deepest = max(TORCH_INDEX[name] for name in check_layers(layers))

@@ -155,6 +155,30 @@ def test_targets_are_computed_once_not_per_step(tiny):
     assert lowered.as_text().count("stablehlo.convolution") == 26
 
 
+def test_an_lbfgs_step_traces_vgg19_once_and_computes_as_before(tiny, monkeypatch):
+    from jaxart.style import transfer
+
+    params, content, style = tiny
+    config = StyleConfig(optimizer="lbfgs", lbfgs_step="zoom")
+    content_n, style_n = vgg.normalize(jnp.asarray(content)), vgg.normalize(jnp.asarray(style))
+    targets = compute_targets(params, content_n, style_n, config)
+
+    def two_steps() -> np.ndarray:
+        jax.clear_caches()  # trace anew
+        state = init_state(0.9 * content_n, config)
+        return np.asarray(train_steps(state, params, targets, config.program, 2)[0].image)
+
+    traced = []
+    features = transfer._features
+    monkeypatch.setattr(transfer, "_features", lambda *args: traced.append(1) or features(*args))
+    nested = two_steps()
+    # L-BFGS evaluates the loss in five places of a step (backtracking: four); one trace serves all.
+    assert len(traced) == 1
+    monkeypatch.setattr(transfer, "_nested_loss", loss_fn)
+    assert np.array_equal(two_steps(), nested)  # and XLA compiles it into the same program
+    assert len(traced) > 2  # the comparison above traced the loss in each place
+
+
 def test_importing_creates_no_device_arrays_and_defers_heavy_imports():
     # jax.distributed.initialize must be able to run after `import jaxart.style`, and a command
     # pays for torch, matplotlib, tqdm and orbax only on the paths that use them.

@@ -98,9 +98,7 @@ def _style_pixels(shape: tuple[int, int], config: StyleConfig) -> int:
 def params_bytes(params: Any, config: StyleConfig | None = None) -> int:
     """Bytes of the params; with `config`, of those its step reads (layers up to its deepest)."""
     if config is not None:
-        deepest = max(vgg.TORCH_INDEX[name] for name in config.layers)
-        used = set(vgg.LAYERS[: deepest + 1]) | {vgg.INPUT}
-        params = {name: p for name, p in params.items() if name in used}
+        params = vgg.used_params(params, config.layers)
     return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(params)))
 
 
