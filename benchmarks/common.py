@@ -16,10 +16,15 @@ from jaxart.cache import packaged
 EXAMPLES = packaged("examples")  # the bundled pictures, in a checkout or an installed wheel
 
 
+def load_averages() -> list[float]:
+    """The 1, 5 and 15 minute load averages, for a benchmark to record with its timings."""
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
 def load_average() -> str:
     """'load average 1m 5m 15m', for a benchmark to print with its timings."""
-    with open("/proc/loadavg") as f:
-        return "load average " + " ".join(f.read().split()[:3])
+    return "load average " + " ".join(f"{x:.2f}" for x in load_averages())
 
 
 def seconds(fn: Callable[[], object]) -> float:

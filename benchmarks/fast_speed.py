@@ -62,7 +62,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from benchmarks.common import cpu_name, matmul_peak_gflops
+from benchmarks.common import cpu_name, load_averages, matmul_peak_gflops
 from jaxart import backend, cli
 from jaxart.cache import cache_dir
 
@@ -187,10 +187,6 @@ def times(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> list[float]:
         block(fn())
         out.append(time.perf_counter() - start)
     return out
-
-
-def load() -> list[float]:
-    return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
 
 
 def machine(threads: int) -> str:
@@ -459,7 +455,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
 
-    start_load = load()
+    start_load = load_averages()
     command = "python -m benchmarks.fast_speed " + " ".join(sys.argv[1:])
     print(f"`{command}`\n")
     print(machine(args.threads))
@@ -479,7 +475,7 @@ def main() -> None:
         results["frames"] = frames_section(args, peak, rng)
     if "cli" in args.sections:
         results["cli"] = cli_section(args)
-    results["load_end"] = load()
+    results["load_end"] = load_averages()
     print(f"\nload average at the end: {results['load_end']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import load_average
 from jaxart import backend
 from jaxart.distributed import host_devices_env
 
@@ -156,8 +157,7 @@ def main() -> None:
         child(args.child, args.runs, args.steps, args.repeats, args.per_call, args.data)
         return
 
-    with open("/proc/loadavg") as f:
-        print(f"load average at the start: {f.read().split()[:3]}")
+    print(f"{load_average()} at the start")
     rows = []
     for n in args.devices:
         env = host_devices_env(n)
@@ -168,8 +168,7 @@ def main() -> None:
         rows += [json.loads(line[len(RESULT) :]) for line in out.splitlines() if line.startswith(RESULT)]
         if args.json:  # after each device count, so a run stopped part-way still leaves its rows
             args.json.write_text(json.dumps(dict(steps=args.steps, rows=rows), indent=1) + "\n", encoding="utf-8")
-    with open("/proc/loadavg") as f:
-        print(f"load average at the end: {f.read().split()[:3]}")
+    print(f"{load_average()} at the end")
     base = rows[0]["gan_steps_s"]
     print(
         f"\n{args.steps} steps per run timed, best of {args.repeats}; MLP GAN, batch 32, {args.per_call} steps/call\n"

@@ -80,9 +80,10 @@ def child(report: str, module: str, argv: list[str]) -> None:
             jit[names[event]] += duration_secs
 
     jax.monitoring.register_event_duration_secs_listener(listen)
+    import jaxart.cli
+
     # The commands import jaxart.plots (matplotlib) only to draw: imported here, timed alike.
     start = time.perf_counter()
-    import jaxart.cli
     import jaxart.plots
 
     plot = [time.perf_counter() - start]

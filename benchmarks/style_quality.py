@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.common import EXAMPLES, machine
+from benchmarks.common import EXAMPLES, load_average, machine
 from jaxart import backend, images, vgg, weights
 from jaxart.style import (
     StyleConfig,
@@ -59,11 +59,6 @@ from jaxart.style.config import PRESETS
 def example_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
     content = images.load_image(EXAMPLES / "content.png", max_size=size)
     return content, images.load_image(EXAMPLES / "style.png", shape=content.shape[:2])
-
-
-def load_average() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def compile_levels(content: np.ndarray, style: np.ndarray, params, config: StyleConfig) -> None:
@@ -144,7 +139,7 @@ def quality(args, params, defaults) -> None:
         hit = reached(points, bar)
         rows.append((name, config.steps, hit[0] if hit else None, hit[1] if hit else None, points[-1][2]))
         pictures.append((f"{name}: {points[-1][1]} steps", picture))
-        print(f"  {name}: {rows[-1]} (load {load_average()})", flush=True)
+        print(f"  {name}: {rows[-1]} ({load_average()})", flush=True)
     header = f"{'method':22} {'budget':>6} {'steps to bar':>12} {'seconds to bar':>14} {'loss then':>10}"
     print(f"\n{w}x{h}, bar {bar:.6g}; steps are Adam steps or L-BFGS iterations, counted over all levels")
     print(header)
@@ -221,7 +216,7 @@ def compare_pastiche(args, params) -> None:
     target = points[-1][2]
     print(
         f"pastiche, {args.pastiche_steps} L-BFGS steps at {content.shape[1]}x{content.shape[0]}: {points[-1][0]:.1f} s, "
-        f"its loss {target:.6g} (before its last step); jaxart's loss of its last iterate {score:.6g} (load {load_average()})",
+        f"its loss {target:.6g} (before its last step); jaxart's loss of its last iterate {score:.6g} ({load_average()})",
         flush=True,
     )
     rows = [("pastiche (torch)", points)]
@@ -236,7 +231,7 @@ def compare_pastiche(args, params) -> None:
             rows.append(
                 ("pastiche from recolored", run_pastiche(content, style, args.pastiche_steps, Path(folder), start)[0])
             )
-        print(f"  pastiche from recolored: {rows[-1][1][-1]} (load {load_average()})", flush=True)
+        print(f"  pastiche from recolored: {rows[-1][1][-1]} ({load_average()})", flush=True)
     for name in chosen:
         jconfig = dataclasses.replace(config, optimizer="lbfgs", **methods[name])
         jpoints, picture = trace(content, style, params, jconfig, target)
@@ -247,7 +242,7 @@ def compare_pastiche(args, params) -> None:
         )
         rows.append((label, jpoints))
         pictures.append((f"jaxart {name}", picture))
-        print(f"  {label}: {jpoints[-1]} (load {load_average()})", flush=True)
+        print(f"  {label}: {jpoints[-1]} ({load_average()})", flush=True)
     print(f"\nseconds to pastiche's loss after {args.pastiche_steps} steps ({target:.6g}), compilation excluded")
     for name, pts in rows:
         hit = reached(pts, target)
@@ -298,7 +293,7 @@ def main() -> None:
     params = weights.load("caffe")
     defaults = weights.style_defaults(params)
     print(machine())
-    print(f"load average at start: {load_average()} (1, 5, 15 min); original VGG19 defaults {defaults}", flush=True)
+    print(f"{load_average()} (1, 5, 15 min) at the start; original VGG19 defaults {defaults}", flush=True)
     if args.sweep:
         sweep(args, params)
     elif args.pastiche:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import machine, seconds
+from benchmarks.common import load_average, machine, seconds
 from jaxart import backend, vgg
 from jaxart.distributed import cpu_threads_env
 from jaxart.style import (
@@ -214,7 +214,7 @@ def main() -> None:
         os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
         os.environ.update(cpu_threads_env(os.environ))
     rng = np.random.default_rng(0)
-    print(machine(), f"({len(jax.devices())} devices); load average {open('/proc/loadavg').read().split()[:3]}\n")
+    print(machine(), f"({len(jax.devices())} devices); {load_average()}\n")
 
     if "memory" in args.sections:
         print("Memory of one compiled step (XLA's plan), MiB")
@@ -253,7 +253,7 @@ def main() -> None:
         devices_section(args, rng)
     if "frames" in args.sections:
         frames_section(args)
-    print(f"\nload average at the end {open('/proc/loadavg').read().split()[:3]}")
+    print(f"\n{load_average()} at the end")
 
 
 if __name__ == "__main__":

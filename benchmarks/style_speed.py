@@ -37,6 +37,7 @@ from benchmarks.common import (
     EXAMPLES,
     compiled_flops,
     example_pair,
+    load_average,
     machine,
     matmul_peak_gflops,
     random_vgg19,
@@ -223,7 +224,7 @@ def main() -> None:
     model = seed.VGGnet(state_dict).to(seed.device).eval()
     results: dict = dict(machine=machine(), steps=args.steps, engine=[], command_vs_engine=[], memory=[])
     print(results["machine"])
-    print(f"load average at the start: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"{load_average()} at the start")
 
     def save() -> None:  # after each section, so a run stopped part-way still leaves its numbers
         if args.json:
@@ -244,7 +245,7 @@ def main() -> None:
     if "memory" in args.sections:
         memory_section(args, params, model, results["memory"])
         save()
-    print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"{load_average()} at the end")
 
 
 if __name__ == "__main__":
